@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from . import __version__
 from .device import DEVICE_CHOICES
-from .errors import EXIT_BAD_INPUT, UserError
+from .errors import EXIT_BAD_INPUT, UserError, warn
 from .subsets import MODES
 
 ENTRY_POINT_GROUP = "imagenets.commands"
@@ -114,8 +114,10 @@ def plugin_commands() -> List[Command]:
         try:
             found.append(ep.load())
         except (ImportError, AttributeError):
-            # A command whose module is not there (yet) is simply not offered.
+            # A command whose module is not installed is simply not offered.
             continue
+        except Exception as exc:  # a broken plugin must not take every other command down
+            warn(f"command {ep.name!r} is unavailable: {type(exc).__name__}: {exc}")
     return found
 
 

@@ -1,0 +1,1 @@
+"""evaluation: ImageNet-S matching and metrics (match.py, evaluator.py) and the benchmark protocols."""

@@ -1,0 +1,104 @@
+"""Which (GT, prediction) PNG pairs an evaluation reads, and the cheap checks run before the long work."""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, List, Optional, Sequence, Tuple
+
+from imagenets.codec import ENCODING_HINT
+from imagenets.errors import UserError
+from imagenets.progress import progress
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_COLOR_TYPES = {0: "grayscale (L)", 2: "RGB", 3: "palette (P)", 4: "grayscale+alpha (LA)", 6: "RGBA"}
+SHOW = 5  # how many paths a report names
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One evaluated image: its list name (``wnid/X.png``) and the two files."""
+
+    name: str
+    gt: Path
+    pred: Path
+
+
+def make_pairs(mask_names: Iterable[str], gt_dir: Path, pred_dir: Path) -> List[Pair]:
+    gt_dir, pred_dir = Path(gt_dir), Path(pred_dir)
+    return [Pair(n, gt_dir / n, pred_dir / n) for n in mask_names]
+
+
+def _first(paths: Sequence, show: int = SHOW) -> str:
+    head = ", ".join(str(p) for p in paths[:show])
+    return head + (", ..." if len(paths) > show else "")
+
+
+def check_directories(gt_dir: Path, pred_dir: Path) -> None:
+    for flag, d in (("--gt-dir", gt_dir), ("--predict-dir", pred_dir)):
+        if not Path(d).is_dir():
+            raise UserError(f"{flag} {d} is not a directory: check the path")
+
+
+def check_present(pairs: Sequence[Pair]) -> None:
+    """Every listed PNG must exist: report counts and the first few missing paths."""
+    missing_pred = [p.pred for p in pairs if not os.path.isfile(p.pred)]
+    if missing_pred:
+        raise UserError(f"{len(missing_pred)} of {len(pairs)} prediction PNGs are missing "
+                        f"(first: {_first(missing_pred)}): write one <wnid>/<name>.png per listed image "
+                        "under --predict-dir, or check --predict-dir and --mode")
+    missing_gt = [p.gt for p in pairs if not os.path.isfile(p.gt)]
+    if missing_gt:
+        raise UserError(f"{len(missing_gt)} of {len(pairs)} ground-truth PNGs are missing "
+                        f"(first: {_first(missing_gt)}): point --gt-dir at the validation-segmentation "
+                        "folder of the same subset as --mode")
+
+
+def png_header(path: Path) -> Tuple[int, int, int, int]:
+    """(width, height, bit depth, colour type) from the IHDR chunk; UserError if not a PNG."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(33)
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc}") from None
+    if len(head) < 33 or not head.startswith(PNG_SIGNATURE) or head[12:16] != b"IHDR":
+        raise UserError(f"{path} is not a PNG file (or is truncated/corrupt): re-export it as an RGB PNG")
+    width, height, depth, color = struct.unpack(">IIBB", head[16:26])
+    return width, height, depth, color
+
+
+def check_png(path: Path) -> Tuple[int, int]:
+    """Header check of one mask: RGB/RGBA with 8 bits per channel; returns (width, height)."""
+    width, height, depth, color = png_header(path)
+    if color not in (2, 6):
+        kind = _COLOR_TYPES.get(color, f"colour type {color}")
+        raise UserError(f"{path} is a {kind} PNG, not RGB: {ENCODING_HINT}; re-save it in that encoding "
+                        "(e.g. `imagenets convert --to rgb`)")
+    if depth != 8:
+        raise UserError(f"{path} has {depth} bits per channel: {ENCODING_HINT} with 8-bit channels")
+    return width, height
+
+
+def check_headers(pairs: Sequence[Pair], quiet: bool = False) -> None:
+    """Modes and sizes of every pair, read from PNG headers only (fast) before decoding anything."""
+    for pair in progress(pairs, desc="checking PNG headers", quiet=quiet, unit="img"):
+        gt_size = check_png(pair.gt)
+        pred_size = check_png(pair.pred)
+        if gt_size != pred_size:
+            raise UserError(f"{pair.pred} is {pred_size[0]}x{pred_size[1]} but its ground truth {pair.gt} is "
+                            f"{gt_size[0]}x{gt_size[1]} (width x height): predictions must have the size "
+                            "of the original image")
+
+
+def prepare_pairs(mask_names: Iterable[str], gt_dir: Path, pred_dir: Path,
+                  quiet: bool = False, limit: Optional[int] = None) -> List[Pair]:
+    """List the pairs of a split and run every check that needs no decoding."""
+    check_directories(gt_dir, pred_dir)
+    pairs = make_pairs(mask_names, gt_dir, pred_dir)
+    if limit is not None:
+        pairs = pairs[:limit]
+    check_present(pairs)
+    check_headers(pairs, quiet=quiet)
+    return pairs

@@ -1,0 +1,70 @@
+"""Parallel map-reduce over image pairs: a torch DataLoader pool works on chunks of pairs,
+the main process only adds up the partial results."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, List, Optional, Sequence, TypeVar
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from imagenets.errors import UserError
+from imagenets.progress import progress
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class _Chunks(Dataset):
+    """Item i = ``work(chunk i)``; a UserError travels back as data so it stays one clean line."""
+
+    def __init__(self, chunks: List[Sequence], work: Callable[[Sequence], R]):
+        self.chunks = chunks
+        self.work = work
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __getitem__(self, index: int):
+        try:
+            return True, self.work(self.chunks[index]), len(self.chunks[index])
+        except UserError as exc:
+            return False, str(exc), len(self.chunks[index])
+
+
+def _keep(item):
+    return item  # no collation: partial results stay numpy
+
+
+def _one_thread(_worker_id: int) -> None:
+    torch.set_num_threads(1)
+
+
+def chunk(items: Sequence[T], workers: int, size: Optional[int] = None) -> List[Sequence[T]]:
+    """Chunks small enough to balance the workers and move the progress bar, big enough that
+    shipping one partial result per chunk costs nothing."""
+    if size is None:
+        size = max(1, min(64, math.ceil(len(items) / max(1, 8 * max(workers, 1)))))
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def map_reduce(items: Sequence[T], work: Callable[[Sequence[T]], R], reduce: Callable[[R], None],
+               workers: int = 2, quiet: bool = False, desc: str = "", unit: str = "img",
+               chunk_size: Optional[int] = None) -> None:
+    """Apply ``work`` to chunks of ``items`` (in ``workers`` processes) and feed each result to ``reduce``."""
+    if workers < 0:
+        raise UserError(f"--workers {workers}: use 0 (no worker processes) or more")
+    chunks = chunk(items, workers, chunk_size)
+    dataset = _Chunks(chunks, work)
+    if workers == 0:
+        results = (dataset[i] for i in range(len(dataset)))
+    else:
+        results = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=workers,
+                             collate_fn=_keep, worker_init_fn=_one_thread, prefetch_factor=4)
+    with progress(total=len(items), desc=desc, quiet=quiet, unit=unit) as bar:
+        for ok, value, n in results:
+            if not ok:
+                raise UserError(value)
+            reduce(value)
+            bar.update(n)

@@ -1,0 +1,185 @@
+"""Metadata: the official lists, class names, sources (--meta-dir, environment, cache) and `meta path`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+from imagenets import cli, pins
+from imagenets.errors import UserError
+from imagenets.metadata import Metadata, cache_dir, load_metadata, names_from_constant
+from imagenets.subsets import SUBSETS
+
+
+def read_classnames(meta_dir: Path, k: int) -> dict:
+    text = (meta_dir / f"classnames/ImageNetS_classnames_im{k}.txt").read_text(encoding="utf-8")
+    return dict(line.split("\t", 1) for line in text.splitlines() if line)
+
+
+def copy_lists(meta_dir: Path, dest: Path, *, ks=(50,), classnames: bool = False) -> Path:
+    rels = [rel for k in ks for rel in SUBSETS[k].list_files]
+    rels += [f"classnames/ImageNetS_classnames_im{k}.txt" for k in ks if classnames]
+    for rel in rels:
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(meta_dir / rel, dest / rel)
+    return dest
+
+
+@pytest.mark.parametrize("k", sorted(SUBSETS))
+def test_official_lists_have_the_official_counts(meta_dir, k):
+    subset, meta = SUBSETS[k], load_metadata(meta_dir=meta_dir)
+    categories = meta.categories(k)
+    assert len(categories) == k and categories == sorted(set(categories))
+    assert len(meta.validation_names(k)) == subset.count("validation")
+    assert len(meta.train_semi_names(k)) == subset.count("train-semi")
+    for split in ("validation", "test", "train-semi"):
+        assert len(meta.split_images(subset, split)) == subset.count(split)
+    assert len(meta.mapping(subset, "test")) == subset.count("test")
+    image, mask = meta.validation_names(k)[0]
+    assert image.endswith(".JPEG") and mask == image[:-len(".JPEG")] + ".png"
+
+
+@pytest.mark.parametrize("k", sorted(SUBSETS))
+def test_class_names_line_up_with_wnids(meta_dir, k):
+    meta = load_metadata(meta_dir=meta_dir)
+    table = read_classnames(meta_dir, k)
+    assert meta.class_names(k) == [table[wnid] for wnid in meta.categories(k)]
+    assert meta.class_ids(k)[meta.categories(k)[0]] == 1
+
+
+def test_option_wins_over_environment_which_wins_over_cache(meta_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("IMAGENETS_META_DIR", str(meta_dir))
+    assert load_metadata().source == "IMAGENETS_META_DIR"
+    other = copy_lists(meta_dir, tmp_path)
+    meta = load_metadata(meta_dir=other)
+    assert (meta.root, meta.source) == (other, "--meta-dir")
+
+
+def test_missing_list_names_the_file_and_the_fix(meta_dir, tmp_path):
+    copy_lists(meta_dir, tmp_path)
+    (tmp_path / SUBSETS[50].train_semi_names_file).unlink()
+    meta = load_metadata(meta_dir=tmp_path)
+    assert len(meta.validation_names(50)) == 752
+    with pytest.raises(UserError, match=r"ImageNetSemi_im50_train\.txt not found.*--meta-dir.*unset it"):
+        meta.train_semi_names(50)
+    with pytest.raises(UserError, match="is not a directory"):
+        load_metadata(meta_dir=tmp_path / "absent")
+
+
+def test_lists_tolerate_crlf_and_a_final_newline_and_are_sorted(meta_dir, tmp_path):
+    wnids = read_classnames(meta_dir, 50)
+    (tmp_path / "categories").mkdir()
+    (tmp_path / SUBSETS[50].categories_file).write_bytes(
+        ("\r\n".join(reversed(list(wnids))) + "\r\n").encode())
+    (tmp_path / "names").mkdir()
+    (tmp_path / SUBSETS[50].validation_names_file).write_bytes(b"a/x.JPEG a/x.png\r\nb/y.JPEG b/y.png\r\n")
+    meta = Metadata(tmp_path)
+    assert meta.categories(50) == sorted(wnids)
+    assert meta.validation_names("ImageNetS50") == [("a/x.JPEG", "a/x.png"), ("b/y.JPEG", "b/y.png")]
+
+
+def test_malformed_lists_are_user_errors(meta_dir, tmp_path):
+    (tmp_path / "categories").mkdir()
+    (tmp_path / SUBSETS[50].categories_file).write_text("n01\nn02")
+    (tmp_path / "mapping").mkdir()
+    (tmp_path / SUBSETS[50].mapping_file("test")).write_text("a/x.JPEG\nb/y.JPEG b/y.JPEG")
+    meta = Metadata(tmp_path)
+    with pytest.raises(UserError, match="2 distinct wnids, ImageNetS50 has 50"):
+        meta.categories(50)
+    with pytest.raises(UserError, match="line 1 has 1 fields"):
+        meta.split_images(50, "test")
+    with pytest.raises(UserError, match="no mapping list for split 'train'"):
+        meta.mapping(50, "train")
+
+
+def write_data_py(directory: Path, body: str) -> None:
+    (directory / "data.py").write_text('raise SystemExit("data.py was executed")\n' + body, encoding="utf-8")
+
+
+def test_data_py_wins_over_classnames_and_is_never_executed(meta_dir, tmp_path):
+    copy_lists(meta_dir, tmp_path, ks=sorted(SUBSETS), classnames=True)
+    names = [f"name {i}" for i in range(50)]
+    write_data_py(tmp_path, f"classes_50: list = {tuple(names)!r}\nclasses_300 = make()\n")
+    meta = load_metadata(meta_dir=tmp_path)
+    assert meta.class_names(50) == names
+    with pytest.raises(UserError, match="classes_300 in .*data.py is not a list, dict or string"):
+        meta.class_names(300)
+    with pytest.raises(UserError, match="defines no classes_919"):
+        meta.class_names(919)
+
+
+def test_data_py_that_does_not_parse_is_named(meta_dir, tmp_path):
+    copy_lists(meta_dir, tmp_path)
+    write_data_py(tmp_path, "classes_50 = [\n")
+    with pytest.raises(UserError, match=r"cannot parse .*data\.py"):
+        load_metadata(meta_dir=tmp_path).class_names(50)
+
+
+@pytest.mark.parametrize("value", [
+    ["a", "b", "c"], ("a", "b", "c"), {"n3": "c", "n1": "a", "n2": "b"}, [("n1", "a"), ("n2", "b"), ("n3", "c")],
+    "a\nb\nc\n", "a, b, c",
+])
+def test_every_accepted_shape_of_class_names(value):
+    assert names_from_constant(value, ["n1", "n2", "n3"], "classes_3 in data.py") == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("value", [["a", "b"], {"n1": "a"}, "a; b; c", 3, None])
+def test_wrong_class_names_name_data_py(value):
+    with pytest.raises(UserError, match="classes_3 in data.py"):
+        names_from_constant(value, ["n1", "n2", "n3"], "classes_3 in data.py")
+
+
+def test_no_class_names_fall_back_to_wnids_with_one_warning(meta_dir, tmp_path, capsys):
+    meta = load_metadata(meta_dir=copy_lists(meta_dir, tmp_path))
+    assert meta.class_names(50) == meta.categories(50)
+    assert meta.class_names(50) == meta.categories(50)
+    assert capsys.readouterr().err.count("warning:") == 1
+
+
+def closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/data"
+
+
+def test_no_network_and_no_cache_is_one_error_line(monkeypatch, capsys):
+    monkeypatch.setenv("IMAGENETS_META_URL", closed_port_url())
+    assert cli.main(["meta", "download", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+    assert "--meta-dir DIR" in err[0] and "IMAGENETS_META_DIR" in err[0] and "`imagenets meta download`" in err[0]
+    with pytest.raises(UserError, match="--meta-dir DIR"):
+        load_metadata(quiet=True)
+
+
+def test_meta_path_prints_the_source(meta_dir, monkeypatch, capsys):
+    assert cli.main(["meta", "path", "--meta-dir", str(meta_dir)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == str(meta_dir) and "source: --meta-dir" in out
+    monkeypatch.setenv("IMAGENETS_META_DIR", str(meta_dir))
+    assert cli.main(["meta", "path", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["source"] == "IMAGENETS_META_DIR" and report["subsets"] == {"50": True, "300": True, "919": True}
+
+
+def test_meta_path_with_an_empty_cache_exits_2(capsys):
+    assert cli.main(["meta", "path"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[:2] == [str(cache_dir()), "source: cache"]
+    assert "incomplete, 16 of 16 files missing" in captured.out
+    assert "imagenets meta download" in captured.err
+
+
+def test_meta_path_reports_a_complete_cache(meta_dir, capsys):
+    for rel in pins.LIST_SHA256:
+        (cache_dir() / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(meta_dir / rel, cache_dir() / rel)
+    write_data_py(cache_dir(), "")
+    assert cli.main(["meta", "path"]) == 0
+    out = capsys.readouterr().out
+    assert "source: cache" in out and f"cache: {cache_dir()}: complete" in out
