@@ -15,7 +15,7 @@ __all__ = ["linear_sum_assignment"]
 # Augmenting row reduction passes over the free rows (JV uses two), and a cap on its steps per
 # row so that a pathological cycle (e.g. rows that all want one column) cannot spin for long.
 _REDUCTION_PASSES = 2
-_REDUCTION_STEPS_PER_ROW = 4
+_REDUCTION_STEPS_PER_ROW = 5
 
 
 def linear_sum_assignment(cost, maximize: bool = False) -> Tuple[np.ndarray, np.ndarray]:
@@ -32,7 +32,7 @@ def linear_sum_assignment(cost, maximize: bool = False) -> Tuple[np.ndarray, np.
     col4row = _solve(matrix)
     rows = np.arange(matrix.shape[0], dtype=np.int64)
     if not np.isfinite(matrix[rows, col4row]).all():  # cannot happen by construction; never a wrong answer
-        raise ValueError("cost matrix is infeasible: the assignment found uses a forbidden (infinite) entry")
+        raise _infeasible()
     if transposed:
         order = np.argsort(col4row, kind="stable")
         return col4row[order], rows[order]
@@ -58,9 +58,8 @@ def _validated(cost, maximize: bool) -> np.ndarray:
     return matrix
 
 
-def _infeasible(row: int) -> ValueError:
-    return ValueError(f"cost matrix is infeasible: row {row} cannot be assigned to any column "
-                      "without using a forbidden (infinite) entry")
+def _infeasible() -> ValueError:
+    return ValueError("cost matrix is infeasible: every complete assignment uses a forbidden (infinite) entry")
 
 
 def _solve(c: np.ndarray) -> np.ndarray:
@@ -93,9 +92,8 @@ def _column_reduction(c: np.ndarray, col4row: np.ndarray, row4col: np.ndarray) -
     """Square start: ``v`` = column minima, each row takes one column where it is the minimum, then
     reduction transfer (lower ``v`` of taken columns to the row's second best) to help later rows."""
     v = c.min(axis=0)
-    if np.isinf(v).any():
-        col = int(np.flatnonzero(np.isinf(v))[0])
-        raise ValueError(f"cost matrix is infeasible: column {col} has only forbidden (infinite) entries")
+    if np.isinf(v).any():  # a column with only forbidden entries
+        raise _infeasible()
     best_row = c.argmin(axis=0)
     rows, cols = np.unique(best_row, return_index=True)  # each row keeps its first column
     col4row[rows] = cols
@@ -134,25 +132,24 @@ def _augmenting_row_reduction(c: np.ndarray, v: np.ndarray, col4row: np.ndarray,
     the rows still free."""
     queue = list(reversed(free))  # a stack: an evicted row is handled next
     left: List[int] = []
-    budget = _REDUCTION_STEPS_PER_ROW * len(free) + len(free)
+    budget = _REDUCTION_STEPS_PER_ROW * len(free)
     while queue:
         if budget == 0:
             left.extend(queue)
             break
         budget -= 1
         row = queue.pop()
-        if c.shape[1] == 1:
-            j1, u1, j2, u2 = 0, float(c[row, 0] - v[0]), 0, np.inf
-        else:
-            j1, u1, j2, u2 = _two_smallest(c[row] - v)
+        # m >= 2 here: a single column means a 1x1 matrix, already solved by column reduction.
+        j1, u1, j2, u2 = _two_smallest(c[row] - v)
         if not np.isfinite(u1):
-            raise _infeasible(row)
+            raise _infeasible()
         owner = int(row4col[j1])
         if u1 < u2:
             if np.isfinite(u2):
                 v[j1] -= u2 - u1
         elif owner >= 0:
-            # A tie: take the second best column instead when it is free or at least changes hands.
+            # A tie with a taken column: take the equally good second one; if that is taken too,
+            # its owner waits for the next pass (no price moved, so retrying now could cycle).
             j1, owner = j2, int(row4col[j2])
         if owner >= 0:
             col4row[owner] = -1
@@ -168,45 +165,50 @@ def _augmenting_row_reduction(c: np.ndarray, v: np.ndarray, col4row: np.ndarray,
 def _augment(c: np.ndarray, v: np.ndarray, col4row: np.ndarray, row4col: np.ndarray, start: int) -> None:
     """Assign row ``start`` along a shortest augmenting path (Dijkstra over columns), updating ``v``.
 
-    All columns tied at the lowest distance are scanned in one numpy step (JV's trick): integer
-    co-occurrence matrices have few distinct distances, so paths take few Python iterations.
+    Columns tied at the lowest distance are scanned together in one numpy step (in growing chunks,
+    so that a free column reached at that distance ends the search early): integer co-occurrence
+    matrices have few distinct distances, so paths take few Python iterations.
     """
     m = c.shape[1]
     dist = c[start] - v  # tentative distances of unscanned columns; scanned ones are set to +inf
     pred = np.full(m, start, dtype=np.int64)
-    scanned = np.zeros(m, dtype=bool)
+    unscanned = np.ones(m, dtype=bool)
+    better = np.empty(m, dtype=bool)
+    free_cols = np.flatnonzero(row4col < 0)
     done_cols: List[np.ndarray] = []
     done_dist: List[float] = []
-    free_cols = np.flatnonzero(row4col < 0)
-    better = np.empty(m, dtype=bool)
     chunk = 4
     while True:
         lowest = float(dist.min())
         if not np.isfinite(lowest):
-            raise _infeasible(start)
-        # Stop at a free column as soon as one is among those at the lowest distance.
+            raise _infeasible()
         free_dist = dist[free_cols]
         k = int(free_dist.argmin())
         if free_dist[k] == lowest:
             sink = int(free_cols[k])
             break
-        batch = np.flatnonzero(dist == lowest)[:chunk]
-        chunk *= 2
-        scanned[batch] = True
-        done_cols.append(batch)
-        done_dist.append(lowest)
-        dist[batch] = np.inf
-        rows = row4col[batch]
-        # Reduced costs from each row reached; its implicit dual makes c[row, own column] - v its minimum.
-        through = c[rows] - v
-        through += (lowest - through[np.arange(batch.size), batch])[:, None]
+        batch = np.flatnonzero(dist == lowest)
         if batch.size == 1:
-            through, via = through[0], rows[0]
+            col = int(batch[0])
+            row = int(row4col[col])
+            # Reduced costs from `row`, whose implicit dual makes c[row, col] - v[col] its minimum.
+            through = c[row] - v
+            through += lowest - through[col]
+            via = row
         else:
+            batch = batch[:chunk]
+            chunk *= 2
+            rows = row4col[batch]
+            through = c[rows] - v
+            through += (lowest - through[np.arange(batch.size), batch])[:, None]
             pick = through.argmin(axis=0)
             through, via = through[pick, np.arange(m)], rows[pick]
+        unscanned[batch] = False
+        dist[batch] = np.inf
+        done_cols.append(batch)
+        done_dist.append(lowest)
         np.less(through, dist, out=better)
-        better &= ~scanned
+        better &= unscanned
         np.copyto(dist, through, where=better)
         np.copyto(pred, via, where=better)
     for cols, cols_dist in zip(done_cols, done_dist):

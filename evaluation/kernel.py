@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -19,13 +20,14 @@ def boundary_width(height: int, width: int) -> int:
     return max(1, round(0.03 * math.sqrt(height * height + width * width)))
 
 
-def _window_any(mask: np.ndarray, size: int, axis: int) -> np.ndarray:
-    """``out[i] = any(mask[i : i + size])`` along ``axis`` (length n - size + 1).
+def _window_or(bits: np.ndarray, size: int, axis: int) -> np.ndarray:
+    """``out[i] = bits[i] | ... | bits[i + size - 1]`` along ``axis`` (length n - size + 1).
 
-    Doubling: after each step ``r[i]`` covers ``span`` cells; O(log size) boolean passes, no
-    per-class loop, so large windows on large images stay cheap.
+    Doubling: after each step ``r[i]`` covers ``span`` cells; O(log size) passes over small
+    integers, no per-class loop, so large windows on large images stay cheap. Works bitwise,
+    so one pass serves several masks packed as bits of a uint8.
     """
-    r = mask
+    r = bits
     span = 1
     while span * 2 <= size:
         r = (r[:-span] | r[span:]) if axis == 0 else (r[:, :-span] | r[:, span:])
@@ -36,24 +38,45 @@ def _window_any(mask: np.ndarray, size: int, axis: int) -> np.ndarray:
     return r
 
 
-def boundary_mask(ids: np.ndarray, d: int) -> np.ndarray:
-    """True where the ``(2d+1)^2`` square around a pixel holds another id or leaves the image.
+def _changes(maps: Sequence[np.ndarray], axis: int) -> np.ndarray:
+    """uint8 whose bit b says ``maps[b]`` differs from its next pixel along ``axis``."""
+    out = None
+    for bit, ids in enumerate(maps):
+        step = (ids[:, 1:] != ids[:, :-1] if axis == 1 else ids[1:] != ids[:-1]).view(np.uint8)
+        for _ in range(bit):
+            step += step  # doubling: numpy's uint8 add is vectorised, its shift is ~10x slower
+        if out is None:
+            out = step
+        else:
+            out |= step
+    return out
+
+
+def boundary_bits(maps: Sequence[np.ndarray], d: int, row_changes: Optional[np.ndarray] = None) -> np.ndarray:
+    """uint8 map whose bit b is :func:`boundary_mask` of ``maps[b]`` (same shapes), in one pass.
+
+    ``row_changes``: ``_changes(maps, axis=1)`` if the caller has it already.
 
     The square is constant iff every row of it is constant (horizontal test on the rows
     ``y-d..y+d``) and the centre column is constant (vertical test): two 1-D window tests.
     """
-    h, w = ids.shape
-    out = np.ones((h, w), dtype=bool)
+    h, w = maps[0].shape
+    out = np.full((h, w), (1 << len(maps)) - 1, dtype=np.uint8)
     if h <= 2 * d or w <= 2 * d:
         return out
-    row_change = ids[:, 1:] != ids[:, :-1]                      # h x (w-1)
-    row_bad = _window_any(row_change, 2 * d, axis=1)            # h x (w-2d), column j -> x = j + d
-    centre = ids[:, d:w - d]
-    col_change = centre[1:] != centre[:-1]                      # (h-1) x (w-2d)
-    col_bad = _window_any(col_change, 2 * d, axis=0)            # (h-2d) rows, row i -> y = i + d
-    rows_bad = _window_any(row_bad, 2 * d + 1, axis=0)          # (h-2d) x (w-2d)
-    np.logical_or(col_bad, rows_bad, out=out[d:h - d, d:w - d])
+    if row_changes is None:
+        row_changes = _changes(maps, axis=1)
+    row_bad = _window_or(row_changes, 2 * d, axis=1)           # h x (w-2d): column j -> x = j + d
+    centre = [ids[:, d:w - d] for ids in maps]
+    col_bad = _window_or(_changes(centre, axis=0), 2 * d, axis=0)         # (h-2d) rows: row i -> y = i + d
+    rows_bad = _window_or(row_bad, 2 * d + 1, axis=0)                     # (h-2d) x (w-2d)
+    np.bitwise_or(col_bad, rows_bad, out=out[d:h - d, d:w - d])
     return out
+
+
+def boundary_mask(ids: np.ndarray, d: int) -> np.ndarray:
+    """True where the ``(2d+1)^2`` square around a pixel holds another id or leaves the image."""
+    return boundary_bits([ids], d).view(bool)
 
 
 @dataclass
@@ -68,27 +91,37 @@ class JointTable:
 
 def joint_table(gt: np.ndarray, pred: np.ndarray, num_classes: int,
                 with_boundaries: bool = True) -> JointTable:
-    """Count one pair. ``gt`` and ``pred``: HxW int32 ids, same shape, match already applied."""
+    """Count one pair. ``gt`` and ``pred``: HxW int32 ids, same shape, match already applied.
+
+    Masks are piecewise constant, so the counting works on runs: a run starts wherever the GT,
+    the prediction or a boundary flag changes along a row (and at every row start). A handful of
+    cheap passes find the runs; ids, codes and counts are then computed per run, not per pixel
+    (per-pixel histograms of a few distinct values are slow: every add waits for the previous one).
+    """
+    h, w = gt.shape
+    row_changes = _changes([pred, gt], axis=1)                 # h x (w-1): bit 0 prediction, bit 1 GT
+    starts = np.empty((h, w), dtype=bool)
+    starts[:, 0] = True
     if with_boundaries:
-        d = boundary_width(*gt.shape)
-        flags = boundary_mask(gt, d).view(np.uint8) << 1
-        flags |= boundary_mask(pred, d).view(np.uint8)
-    gt_flat = gt.reshape(-1)
-    pred_flat = pred.reshape(-1)
-    gt_hist = np.bincount(gt_flat)
-    pred_hist = np.bincount(pred_flat, minlength=num_classes + 1)
-    gt_ids = np.flatnonzero(gt_hist)
-    pred_ids = np.flatnonzero(pred_hist[:num_classes + 1])
+        flags = boundary_bits([pred, gt], boundary_width(h, w), row_changes)   # bit 1 GT, bit 0 prediction
+        np.not_equal(flags[:, 1:], flags[:, :-1], out=starts[:, 1:])
+        np.logical_or(starts[:, 1:], row_changes, out=starts[:, 1:])
+    else:
+        np.not_equal(row_changes, 0, out=starts[:, 1:])
+    first = np.flatnonzero(starts)
+    lengths = np.diff(first, append=h * w)
+    g = gt.reshape(-1)[first]
+    p = pred.reshape(-1)[first]
+    gt_ids = np.flatnonzero(np.bincount(g))
+    in_range = p <= num_classes
+    pred_ids = np.flatnonzero(np.bincount(p[in_range]))
     n_cols = pred_ids.size + 1
-    # Compact per-image ids, pre-multiplied so that one add builds the joint key.
-    gt_lut = np.zeros(gt_hist.size, dtype=np.int32)
-    gt_lut[gt_ids] = np.arange(gt_ids.size, dtype=np.int32) * (n_cols * 4)
-    pred_lut = np.full(pred_hist.size, pred_ids.size * 4, dtype=np.int32)
-    pred_lut[pred_ids] = np.arange(pred_ids.size, dtype=np.int32) * 4
-    key = gt_lut[gt_flat]
-    key += pred_lut[pred_flat]
+    # Column nP gathers every out-of-range id; two low bits for the flags (GT << 1 | prediction).
+    col = np.where(in_range, np.searchsorted(pred_ids, p), pred_ids.size)
+    key = (np.searchsorted(gt_ids, g) * n_cols + col) * 4
     if with_boundaries:
-        key += flags.reshape(-1)
-    counts = np.bincount(key, minlength=gt_ids.size * n_cols * 4)
+        key += flags.reshape(-1)[first]
+    # Weights are run lengths: float64 sums of integers stay exact far beyond any image size.
+    counts = np.bincount(key, weights=lengths, minlength=gt_ids.size * n_cols * 4).astype(np.int64)
     return JointTable(gt_ids, pred_ids, counts.reshape(gt_ids.size, n_cols, 2, 2),
-                      int(pred_hist[num_classes + 1:].sum()))
+                      int(lengths[~in_range].sum()))

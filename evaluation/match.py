@@ -11,6 +11,11 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+if __package__ in (None, ""):
+    # Run as a script (`cd evaluation; python match.py`, the original toolbox's usage): import the
+    # package from the checkout instead of these files as top-level modules.
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 from imagenets.cli import (Command, add_device_argument, add_meta_argument, add_mode_argument,
                            add_quiet_argument, add_workers_argument)
 from imagenets.device import resolve_device
@@ -19,12 +24,12 @@ from imagenets.fileio import write_json_atomic
 from imagenets.metadata import Metadata, load_metadata
 from imagenets.subsets import Subset, get_subset
 
-from .cooccurrence import METHODS, Cooccurrence, best_match
-from .evaluator import read_pair
-from .kernel import joint_table
-from .matchfile import match_to_json, save_match
-from .pairs import Pair, prepare_pairs
-from .runner import map_reduce
+from evaluation.cooccurrence import METHODS, Cooccurrence, best_match
+from evaluation.evaluator import read_pair
+from evaluation.kernel import joint_table
+from evaluation.matchfile import match_to_json, save_match
+from evaluation.pairs import Pair, prepare_pairs
+from evaluation.runner import map_reduce
 
 
 class _CountChunk:

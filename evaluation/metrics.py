@@ -83,8 +83,8 @@ class SegmentationMetrics:
 
         by_cell = t.sum(axis=(2, 3))                     # (nG, nQ)
         gt_pixels = by_cell.sum(axis=1)                  # Gc per GT row
-        gt_border = t[:, :, 1, :].sum(axis=(1, 2))       # BGc per GT row
-        pred_border = t[:, :, :, 1].sum(axis=2)          # BPc per (row, col)
+        gt_border = (t[:, :, 1, 0] + t[:, :, 1, 1]).sum(axis=1)   # BGc per GT row
+        pred_border = t[:, :, 0, 1] + t[:, :, 1, 1]                # BPc per (row, col)
         kept = int(gt_pixels.sum())
 
         # Scope membership of each GT row: "all" always; a class row its bucket; the
@@ -105,8 +105,12 @@ class SegmentationMetrics:
         n_pred = pred_ids.size
         c[:, _P, pred_ids] += member @ by_cell[:, :n_pred]
         c[:, _BP, pred_ids] += member @ pred_border[:, :n_pred]
-        common, rows, cols = np.intersect1d(gt_ids, pred_ids, assume_unique=True, return_indices=True)
-        if common.size:
+        # GT rows whose id is also a prediction column (both id lists are sorted).
+        cols = np.minimum(np.searchsorted(pred_ids, gt_ids), max(n_pred - 1, 0))
+        rows = np.flatnonzero(pred_ids[cols] == gt_ids) if n_pred else cols[:0]
+        if rows.size:
+            cols = cols[rows]
+            common = gt_ids[rows]
             c[:, _I, common] += member[:, rows] * by_cell[rows, cols]
             c[:, _BI, common] += member[:, rows] * t[rows, cols, 1, 1]
 
@@ -121,10 +125,12 @@ class SegmentationMetrics:
                 self.correct += 1
 
         # Foreground F-measure: any non-zero id is foreground (out-of-range ones included).
-        fg_cols = np.append(pred_ids > 0, True)
+        # Column 0 holds the prediction 0 when present (ids are sorted); every other column is foreground.
         t_fg = int(gt_pixels[is_class].sum())
-        p_fg = int(by_cell[:, fg_cols].sum())
-        tp = int(by_cell[is_class][:, fg_cols].sum())
+        p_fg, tp = kept, t_fg
+        if n_pred and pred_ids[0] == 0:
+            p_fg -= int(by_cell[:, 0].sum())
+            tp -= int(by_cell[is_class, 0].sum())
         self.f_sum += f_measure(tp, t_fg, p_fg)
 
     def merge(self, other: "SegmentationMetrics") -> "SegmentationMetrics":

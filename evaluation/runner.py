@@ -3,7 +3,9 @@ the main process only adds up the partial results."""
 
 from __future__ import annotations
 
+import ctypes
 import math
+import sys
 from typing import Callable, List, Optional, Sequence, TypeVar
 
 import torch
@@ -37,8 +39,31 @@ def _keep(item):
     return item  # no collation: partial results stay numpy
 
 
-def _one_thread(_worker_id: int) -> None:
+# glibc mallopt parameters.
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+
+def keep_freed_memory() -> None:
+    """Let glibc reuse freed heap memory instead of returning it to the system at once.
+
+    Each image allocates and frees a few arrays of 0.1-10 MB; with glibc's defaults they come
+    from fresh mmaps (or a heap trimmed after every image), so every page faults again: about
+    a sixth of the evaluation time. Larger images still work: only the caching changes.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc (e.g. musl): keep its defaults
+        return
+    mallopt(_M_MMAP_THRESHOLD, 32 << 20)
+    mallopt(_M_TRIM_THRESHOLD, 64 << 20)
+
+
+def _worker_setup(_worker_id: int) -> None:
     torch.set_num_threads(1)
+    keep_freed_memory()
 
 
 def chunk(items: Sequence[T], workers: int, size: Optional[int] = None) -> List[Sequence[T]]:
@@ -61,7 +86,7 @@ def map_reduce(items: Sequence[T], work: Callable[[Sequence[T]], R], reduce: Cal
         results = (dataset[i] for i in range(len(dataset)))
     else:
         results = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=workers,
-                             collate_fn=_keep, worker_init_fn=_one_thread, prefetch_factor=4)
+                             collate_fn=_keep, worker_init_fn=_worker_setup, prefetch_factor=4)
     with progress(total=len(items), desc=desc, quiet=quiet, unit=unit) as bar:
         for ok, value, n in results:
             if not ok:

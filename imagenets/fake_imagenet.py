@@ -73,7 +73,10 @@ def _write(path: str, data: bytes) -> None:
 
 
 def train_semi_source(image_rel: str) -> Tuple[str, str]:
-    """(source wnid, file name) of a train-semi list entry: the wnid is the file name before ``_``."""
+    """(ImageNet class, file name) of a train-semi list entry: the class is the name before ``_``.
+
+    It differs from the entry's folder for 919's merged classes (``n04355933/n04356056_3162.JPEG``).
+    """
     name = image_rel.rsplit("/", 1)[-1]
     return name.split("_", 1)[0], name
 

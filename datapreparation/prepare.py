@@ -1,0 +1,189 @@
+"""``imagenets prepare``: build ImageNet-S 50/300/919 from an ImageNet-1k copy, safely and resumably.
+
+Everything is planned first (sources checked, conflicts found) and nothing is written unless the
+whole plan is sound; a rerun completes what is missing and leaves complete entries alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from typing import List, Optional, Sequence, Tuple
+
+from imagenets.cli import Command, add_meta_argument, add_quiet_argument, guarded
+from imagenets.errors import UserError, info
+from imagenets.subsets import MODES, RELEASE_URL, Subset, get_subset
+
+from .annotations import AnnotationJob, plan_annotations, run_annotations
+from .sources import ImageNetSource
+from .steps import IMAGE_STEPS, STEPS, plan_images
+from .transfer import DestIndex, Plan, examples, execute
+
+ALL = "all"
+ENV_RELEASE_URL = "IMAGENETS_RELEASE_URL"
+ENV_SKIP_CHECKSUM = "IMAGENETS_SKIP_CHECKSUM"
+DEFAULT_WORKERS = 4
+
+
+def subsets_for(mode: str) -> List[Subset]:
+    """The subsets ``--mode`` names (``all`` = 50, 300 and 919)."""
+    return [get_subset(m) for m in (MODES if mode == ALL else (mode,))]
+
+
+def parse_steps(values: Optional[Sequence[str]]) -> List[str]:
+    """``--steps train validation`` or ``--steps train,validation`` (``all`` = every step), in run order."""
+    if not values:
+        return list(STEPS)
+    wanted = {part.strip() for value in values for part in value.split(",") if part.strip()}
+    unknown = wanted - set(STEPS) - {ALL}
+    if unknown:
+        raise UserError(f"--steps: unknown step {', '.join(sorted(unknown))}; use any of "
+                        f"{', '.join(STEPS)} (or all)")
+    return list(STEPS) if ALL in wanted else [s for s in STEPS if s in wanted]
+
+
+def add_target_arguments(parser: argparse.ArgumentParser, imagenet_required: bool = False) -> None:
+    """``--imagenet-dir``, ``--save-dir``, ``--mode`` and ``--copy``: what every entry point takes."""
+    parser.add_argument("--imagenet-dir", required=imagenet_required, metavar="IMAGENET",
+                        help="ImageNet-1k folder holding train/<wnid>/ and val/ (val as class folders "
+                             "or flat: detected); needed by every step but annotations")
+    parser.add_argument("--save-dir", required=True, metavar="DEST",
+                        help="where DEST/ImageNetS{50,300,919}/ is built")
+    parser.add_argument("--mode", required=True, choices=MODES + (ALL,), metavar="{50,300,919,all}",
+                        help="ImageNet-S subset to build; all = 50, 300 and 919 in one run")
+    parser.add_argument("--copy", action="store_true",
+                        help="copy the train images instead of linking the class folders "
+                             "(validation, test and train-semi are always copied)")
+
+
+def add_arguments(parser: argparse.ArgumentParser, with_steps: bool = True) -> None:
+    add_target_arguments(parser)
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, metavar="N",
+                        help="threads copying files (0 or 1 = copy in the main thread)")
+    if with_steps:
+        parser.add_argument("--steps", nargs="+", metavar="STEP",
+                            help=f"steps to run, space- or comma-separated: {', '.join(STEPS)} "
+                                 "(none given: all of them)")
+    parser.add_argument("--annotations-zip", action="append", default=[], metavar="FILE",
+                        help="use this annotation archive (fetched elsewhere) instead of downloading "
+                             "ImageNetS{K}-<md5>.zip into DEST; repeat it for --mode all")
+    parser.add_argument("--release-url", default=os.environ.get(ENV_RELEASE_URL) or RELEASE_URL,
+                        metavar="BASE", help=f"address the annotation archives are downloaded from "
+                                             f"(BASE/ImageNetS{{K}}-<md5>.zip; env ${ENV_RELEASE_URL})")
+    parser.add_argument("--skip-checksum", action="store_true",
+                        default=os.environ.get(ENV_SKIP_CHECKSUM, "") == "1",
+                        help="use an annotation archive whose MD5 differs from the official one "
+                             f"(env {ENV_SKIP_CHECKSUM}=1); its CRCs are still tested")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check sources and the destination, say what would be done, write nothing")
+    add_meta_argument(parser)
+    add_quiet_argument(parser)
+
+
+def _refuse(plans: Sequence[Plan]) -> None:
+    """UserError (nothing written yet) if a step lacks sources or meets conflicting entries."""
+    for plan in plans:
+        if plan.missing:
+            raise UserError(f"{plan.label}: {len(plan.missing)} {plan.missing_what} are missing, "
+                            f"e.g. {examples(plan.missing, 3)}; check --imagenet-dir (nothing was "
+                            "written)")
+    conflicts = [c for plan in plans for c in plan.conflicts]
+    if conflicts:
+        raise UserError(f"{len(conflicts)} existing entries conflict with what this run would create "
+                        f"({examples(conflicts, 3)}); nothing was overwritten: move or remove them "
+                        "and rerun")
+
+
+def make_plans(args: argparse.Namespace, steps: Sequence[str], meta,
+               dest: DestIndex) -> Tuple[List[Plan], List[AnnotationJob]]:
+    """Plan every step for every subset, without writing anything."""
+    save_dir = os.path.abspath(os.path.expanduser(args.save_dir))
+    source = None
+    if any(step in IMAGE_STEPS for step in steps):
+        if not args.imagenet_dir:
+            needing = ", ".join(s for s in steps if s in IMAGE_STEPS)
+            raise UserError(f"--imagenet-dir is required for the {needing} step(s): point it at the "
+                            "ImageNet-1k folder that holds train/ and val/")
+        source = ImageNetSource(args.imagenet_dir)
+    plans: List[Plan] = []
+    jobs: List[AnnotationJob] = []
+    for subset in subsets_for(args.mode):
+        out = os.path.join(save_dir, subset.name)
+        for step in steps:
+            if step == "annotations":
+                jobs.append(plan_annotations(subset, meta, save_dir, dest, args.annotations_zip,
+                                             args.release_url, args.skip_checksum))
+                plans.append(jobs[-1].plan)
+            else:
+                plans.append(plan_images(step, subset, meta, source, out, args.copy, dest))
+    return plans, jobs
+
+
+def report_line(plan: Plan, created: int, dry_run: bool) -> str:
+    if dry_run:
+        return f"{plan.label}: {plan.todo} to create, {plan.present} already present"
+    return f"{plan.label}: {created} created, {plan.present} already present"
+
+
+def run(args: argparse.Namespace, steps: Optional[Sequence[str]] = None) -> int:
+    """Plan all, refuse on missing sources or conflicts, then carry out step by step."""
+    from imagenets.metadata import load_metadata
+
+    steps = list(steps) if steps is not None else parse_steps(getattr(args, "steps", None))
+    if args.workers < 0:
+        raise UserError("--workers must be 0 or more")
+    meta = load_metadata(meta_dir=args.meta_dir, quiet=args.quiet)
+    dest = DestIndex()
+    plans, jobs = make_plans(args, steps, meta, dest)
+    notes = dict.fromkeys(note for plan in plans for note in plan.notes)
+    for note in notes:
+        info(note, args.quiet)
+    _refuse(plans)
+    if not args.dry_run:
+        for path in dest.leftovers:
+            # Temporary files of an interrupted run: never complete, so never kept.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+    by_plan = {id(job.plan): job for job in jobs}
+    for plan in plans:
+        created = 0
+        if not args.dry_run:
+            job = by_plan.get(id(plan))
+            created = run_annotations(job, args.quiet) if job else execute(plan, args.workers,
+                                                                           args.quiet)
+        if not args.quiet:
+            print(report_line(plan, created, args.dry_run), flush=True)
+    return 0
+
+
+COMMAND = Command(
+    name="prepare",
+    help="build ImageNet-S 50/300/919 (train, validation, test, train-semi, masks) from ImageNet-1k",
+    add_arguments=add_arguments,
+    run=run,
+    description="Build DEST/ImageNetS{K}/ from an ImageNet-1k copy: train (class links, or copies "
+                "with --copy), validation/test (copied per the mapping lists), train-semi, and the "
+                "official masks. Sources and conflicts are checked before anything is written; a "
+                "rerun completes an interrupted run and changes nothing once all is complete.")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``imagenets-prepare``."""
+    return COMMAND.main(argv, prog="imagenets-prepare")
+
+
+def step_script_main(steps: Sequence[str], argv: Optional[Sequence[str]] = None) -> int:
+    """The ``datapreparation_*.py`` scripts: the prepare options, for fixed steps."""
+    parser = argparse.ArgumentParser(
+        prog=os.path.basename(sys.argv[0]),
+        description=f"Run the {', '.join(steps)} step(s) of `imagenets prepare`.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_arguments(parser, with_steps=False)
+    args = parser.parse_args(argv)
+    return guarded(run, args, steps)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

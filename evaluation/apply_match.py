@@ -1,0 +1,205 @@
+"""``imagenets apply-match``: rewrite predictions through a match (the fully unsupervised protocol's last step).
+
+    imagenets apply-match --predict-dir P --match results/NAME.json --output-dir O [--workers N]
+
+Every ``*.png`` under P (recursively) goes to the same relative path under O, each cluster id replaced by
+its class. Resumable: an output newer than its input and than O's marker (written when the match changes)
+is kept, so a rerun finishes an interrupted run and a new match rewrites everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from imagenets.cli import Command, add_quiet_argument, add_workers_argument
+from imagenets.codec import MAX_ID, read_mask, write_mask
+from imagenets.errors import UserError, info, warn
+from imagenets.fileio import read_json, write_json_atomic
+from imagenets.subsets import MODES, SUBSETS, get_subset
+
+from evaluation.matchfile import UNCOVERED, load_match, match_lut, match_to_json
+from evaluation.pairs import SHOW
+from evaluation.protocols import APPLIED_MARKER
+from evaluation.runner import map_reduce
+
+
+def infer_classes(mapping: Dict[int, int]) -> int:
+    """The smallest subset's K that holds every class of the match."""
+    top = max(mapping.values())
+    return min(k for k in SUBSETS if k >= top)
+
+
+def apply_lut(mapping: Dict[int, int], num_classes: int) -> np.ndarray:
+    """Covered ids -> their class; uncovered ids above K stay as they are (out of range either way, and the
+    original id stays visible); uncovered ids 1..K become UNCOVERED, since keeping them would silently turn
+    a cluster into a class."""
+    lut = match_lut(mapping)
+    ids = np.arange(MAX_ID + 1, dtype=np.int32)
+    keep = (lut == UNCOVERED) & (ids > num_classes)
+    lut[keep] = ids[keep]
+    return lut
+
+
+@dataclass
+class ApplyStats:
+    """What a run did; merged across workers."""
+
+    written: int = 0
+    kept: int = 0
+    uncovered_pixels: int = 0
+    uncovered_images: List[str] = field(default_factory=list)
+    uncovered_ids: List[int] = field(default_factory=list)
+
+    def merge(self, other: "ApplyStats") -> None:
+        self.written += other.written
+        self.kept += other.kept
+        self.uncovered_pixels += other.uncovered_pixels
+        self.uncovered_images += other.uncovered_images
+        self.uncovered_ids = sorted(set(self.uncovered_ids) | set(other.uncovered_ids))[:SHOW + 1]
+
+
+class _ApplyChunk:
+    """Worker job: map a chunk of PNGs (relative paths) through the match (picklable)."""
+
+    def __init__(self, src: Path, dst: Path, lut: np.ndarray, covered: np.ndarray, since_ns: int, force: bool):
+        self.src, self.dst = src, dst
+        self.lut, self.covered = lut, covered
+        self.since_ns = since_ns
+        self.force = force
+
+    def up_to_date(self, src: Path, dst: Path) -> bool:
+        try:
+            done = dst.stat().st_mtime_ns
+        except FileNotFoundError:
+            return False
+        return done >= max(src.stat().st_mtime_ns, self.since_ns)
+
+    def __call__(self, names: Sequence[str]) -> ApplyStats:
+        stats = ApplyStats()
+        for name in names:
+            src, dst = self.src / name, self.dst / name
+            if not self.force and self.up_to_date(src, dst):
+                stats.kept += 1
+                continue
+            ids = read_mask(src)
+            uncovered = ~self.covered[ids]
+            if uncovered.any():
+                stats.uncovered_pixels += int(uncovered.sum())
+                stats.uncovered_images.append(name)
+                values = {int(v) for v in np.unique(ids[uncovered])[:SHOW + 1]}
+                stats.uncovered_ids = sorted(values | set(stats.uncovered_ids))[:SHOW + 1]
+            write_mask(dst, self.lut[ids])
+            stats.written += 1
+        return stats
+
+
+def find_pngs(root: Path) -> List[str]:
+    """Relative POSIX paths of every ``*.png`` under ``root``, sorted."""
+    found = []
+    for folder, _dirs, files in os.walk(root):
+        rel = os.path.relpath(folder, root)
+        found += [name if rel == "." else f"{rel}/{name}".replace(os.sep, "/")
+                  for name in files if name.lower().endswith(".png")]
+    return sorted(found)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def start_marker(out_dir: Path, match_obj: Dict[str, int], source: Path, num_classes: int, force: bool) -> int:
+    """Keep O's marker when it records the same match (a resumed run), else write a new one; returns its
+    mtime: outputs older than it predate this match and are rewritten."""
+    marker = out_dir / APPLIED_MARKER
+    if marker.is_file() and not force:
+        try:
+            previous = read_json(marker, "apply-match marker")
+        except UserError:
+            previous = None
+        if (isinstance(previous, dict) and previous.get("match") == match_obj
+                and previous.get("num_classes") == num_classes):
+            return marker.stat().st_mtime_ns
+    write_json_atomic(marker, {"tool": "imagenets apply-match", "match_file": str(source),
+                               "num_classes": num_classes, "match": match_obj})
+    return marker.stat().st_mtime_ns
+
+
+def apply_match(predict_dir: Path, match_file: Path, output_dir: Path, mode: Optional[str] = None,
+                workers: int = 2, force: bool = False, quiet: bool = False) -> ApplyStats:
+    """Map every PNG under ``predict_dir`` through the match into ``output_dir``; returns the run's counts."""
+    predict_dir, output_dir = Path(predict_dir), Path(output_dir)
+    if not predict_dir.is_dir():
+        raise UserError(f"--predict-dir {predict_dir} is not a directory: check the path")
+    src, dst = predict_dir.resolve(), output_dir.resolve()
+    if _inside(dst, src) or _inside(src, dst):
+        raise UserError(f"--output-dir {output_dir} and --predict-dir {predict_dir} overlap: write the matched "
+                        "predictions to a separate folder (e.g. beside the raw predictions)")
+    num_classes = get_subset(mode).num_classes if mode else None
+    mapping = load_match(match_file, num_classes or max(SUBSETS))
+    num_classes = num_classes or infer_classes(mapping)
+    names = find_pngs(predict_dir)
+    if not names:
+        raise UserError(f"--predict-dir {predict_dir} holds no .png file: point it at the raw predictions "
+                        "(<wnid>/<name>.png with cluster ids)")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    since = start_marker(output_dir, match_to_json(mapping), match_file, num_classes, force)
+    covered = np.zeros(MAX_ID + 1, dtype=bool)
+    covered[list(mapping)] = True
+    stats = ApplyStats()
+    work = _ApplyChunk(predict_dir, output_dir, apply_lut(mapping, num_classes), covered, since, force)
+    map_reduce(names, work, stats.merge, workers=workers, quiet=quiet, desc="applying match")
+    if stats.uncovered_pixels:
+        ids = ", ".join(str(v) for v in stats.uncovered_ids[:SHOW]) + (
+            ", ..." if len(stats.uncovered_ids) > SHOW else "")
+        warn(f"{stats.uncovered_pixels} pixels in {len(stats.uncovered_images)} images (first: "
+             f"{stats.uncovered_images[0]}) have ids the match does not cover (ids {ids}): ids above "
+             f"{num_classes} were kept, ids 1..{num_classes} were written as {UNCOVERED}; both are out of "
+             "range, as in evaluator.py --match, and `imagenets submission` will refuse them")
+    return stats
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--predict-dir", required=True, type=Path, metavar="DIR",
+                        help="raw predictions: every *.png under it (recursively) holds cluster ids, "
+                             "id = R + 256*G")
+    parser.add_argument("--match", required=True, type=Path, metavar="FILE.json",
+                        help="match file from match.py (cluster id -> class id), computed on the validation split")
+    parser.add_argument("--output-dir", required=True, type=Path, metavar="DIR",
+                        help="where the matched PNGs go, same relative paths; must not overlap --predict-dir")
+    parser.add_argument("--mode", choices=MODES, default=None, metavar="{50,300,919}",
+                        help="ImageNet-S subset; default: the smallest whose K holds every class of the match. "
+                             "Uncovered ids above K are kept, uncovered ids 1..K become 65535 (both out of range)")
+    add_workers_argument(parser)
+    parser.add_argument("--force", action="store_true",
+                        help="rewrite every output; by default outputs newer than their input (and than the "
+                             "last change of match) are kept, so an interrupted run resumes")
+    add_quiet_argument(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    stats = apply_match(args.predict_dir, args.match, args.output_dir, mode=args.mode, workers=args.workers,
+                        force=args.force, quiet=args.quiet)
+    info(f"{stats.written} PNGs written, {stats.kept} already up to date, in {args.output_dir}", args.quiet)
+    return 0
+
+
+COMMAND = Command("apply-match", "rewrite predictions through a match (fully unsupervised protocol)",
+                  add_arguments, run,
+                  description="Assign the matched categories to predictions: every cluster id of every PNG "
+                              "under --predict-dir is replaced by its class from --match, written atomically "
+                              "under --output-dir. Resumable; a different match rewrites everything.")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return COMMAND.main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,253 @@
+"""``imagenets distance-matching``: the benchmark's distance-matching protocol for any backbone.
+
+Step 1 averages the model's features over each labelled region of the train-semi images
+(cached in OUT); step 2 labels every pixel of a split by a weighted vote of its k most similar
+embeddings and writes R+G*256 PNGs; step 3 evaluates (validation) or builds the submission (test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+
+from imagenets.cli import (Command, add_device_argument, add_meta_argument, add_mode_argument,
+                           add_quiet_argument, add_workers_argument, all_commands, run_command)
+from imagenets.codec import write_mask
+from imagenets.device import resolve_device
+from imagenets.errors import UserError, info
+from imagenets.fileio import read_json, write_json_atomic
+from imagenets.metadata import load_metadata
+from imagenets.progress import progress
+from imagenets.subsets import Subset, get_subset
+
+from .dm_embed import (UPSAMPLE, Bank, ImageSet, bank_key, build_bank, feature_maps, file_stamps,
+                       iterate_images, load_cached_bank, resize_nearest, save_bank)
+from .dm_model import MODEL_HINT, load_model, load_weights
+from .dm_vote import VoteBank, vote_map
+
+SPLIT_CHOICES = ("validation", "test")
+PROTOCOL = "distance-matching"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", required=True, metavar="DIR",
+                        help="the prepared subset folder DEST/ImageNetS{K} (with train-semi/, "
+                             "train-semi-segmentation/ and the split's images)")
+    add_mode_argument(parser)
+    parser.add_argument("--model", required=True, metavar="MODEL", help=MODEL_HINT)
+    parser.add_argument("--weights", metavar="FILE", default=None,
+                        help="state dict to load into MODEL (a 'state_dict' key is unwrapped and "
+                             "'module.' prefixes stripped)")
+    parser.add_argument("--split", required=True, choices=SPLIT_CHOICES,
+                        help="images to label: validation (then evaluated) or test (then zipped "
+                             "for submission)")
+    parser.add_argument("--output-dir", "-o", required=True, metavar="OUT",
+                        help="where the embedding cache, OUT/<split>/<wnid>/<name>.png and "
+                             "OUT/submission.zip go")
+    parser.add_argument("-k", type=int, default=10,
+                        help="number of nearest embeddings that vote for each pixel")
+    parser.add_argument("-T", "--temperature", type=float, default=0.07,
+                        help="vote weight of an embedding is exp(cosine similarity / T)")
+    parser.add_argument("--batch-size", type=int, default=8, metavar="B",
+                        help="images decoded together; those of equal size go through MODEL as one batch")
+    add_device_argument(parser)
+    add_workers_argument(parser)
+    add_meta_argument(parser)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="recompute every prediction, even those OUT/<split> already holds")
+    group = parser.add_argument_group(
+        "submission (--split test)", "the method.txt fields of OUT/submission.zip")
+    group.add_argument("--method-name", metavar="TEXT", help="the method's name (default: from MODEL)")
+    group.add_argument("--train-data", metavar="TEXT",
+                       help="data the model was pre-trained on, e.g. 'ImageNet-1k train images, "
+                            "no labels' (required with --split test)")
+    group.add_argument("--train-scheme", metavar="TEXT",
+                       help="how the model was trained (default: pre-trained, no fine-tuning, "
+                            "distance matching with -k and -T)")
+    group.add_argument("--networks", metavar="TEXT", help="backbone, e.g. 'ViT-S/16' (default: from MODEL)")
+    group.add_argument("--link", metavar="URL",
+                       help="paper or code URL, 'none' if there is none yet (required with --split test)")
+    group.add_argument("--description", metavar="TEXT",
+                       help="one-line summary (default: the distance-matching vote with -k and -T)")
+    add_quiet_argument(parser)
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    if args.k < 1:
+        raise UserError(f"-k {args.k}: at least one embedding must vote; use -k 10 (the benchmark's)")
+    if not args.temperature > 0:
+        raise UserError(f"-T {args.temperature}: the temperature must be positive; use -T 0.07")
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size {args.batch_size}: use 1 or more")
+    if args.split == "test" and not (args.train_data and args.link):
+        raise UserError("--split test also builds OUT/submission.zip, whose method.txt needs "
+                        "--train-data TEXT and --link URL ('none' if there is none yet)")
+    if args.workers < 0:
+        raise UserError(f"--workers {args.workers}: use 0 (main process only) or more")
+
+
+def _dataset_root(path: str, subset: Subset, quiet: bool) -> Path:
+    """``--dataset`` as given, or its ImageNetS{K} child when the parent DEST was given."""
+    root = Path(path)
+    if not root.is_dir():
+        raise UserError(f"--dataset {root} is not a directory: give DEST/{subset.name} as "
+                        "written by `imagenets prepare`")
+    if not (root / "train-semi").is_dir() and (root / subset.name / "train-semi").is_dir():
+        info(f"using {root / subset.name}", quiet)
+        root = root / subset.name
+    return root
+
+
+def _raise_if_missing(missing: Sequence[Path], what: str) -> None:
+    if missing:
+        shown = ", ".join(str(p) for p in missing[:3])
+        raise UserError(f"{len(missing)} {what} missing from --dataset (e.g. {shown}); "
+                        "prepare the subset with `imagenets prepare` (or fix --dataset/--mode)")
+
+
+def _bank(args: argparse.Namespace, meta, subset: Subset, root: Path, out: Path, device: torch.device):
+    """Step 1: load the model and the embedding bank (cached when model and data are unchanged)."""
+    pairs = meta.train_semi_names(subset)
+    images = [root / "train-semi" / image for image, _ in pairs]
+    masks = [root / "train-semi-segmentation" / mask for _, mask in pairs]
+    stamps, missing = file_stamps([p for pair in zip(images, masks) for p in pair])
+    _raise_if_missing(missing, "train-semi files (images or masks) are")
+    model, identity = load_model(args.model, device)
+    digest = load_weights(model, Path(args.weights)) if args.weights else None
+    key = bank_key(identity, digest, subset.mode, [f"{i} {m}" for i, m in pairs], stamps)
+    bank: Optional[Bank] = load_cached_bank(out, key)
+    if bank is not None:
+        info(f"embeddings: reusing {len(bank.labels)} cached in {out} (model and train-semi unchanged)",
+             args.quiet)
+    else:
+        bank = build_bank(model, images, masks, subset.num_classes, device, args.batch_size,
+                          args.workers, args.quiet)
+        save_bank(out, key, bank, args.quiet)
+    return model, bank, key
+
+
+def _pending(args: argparse.Namespace, out: Path, key: str,
+             targets: List[Tuple[Path, Path]]) -> List[Tuple[Path, Path]]:
+    """The (image, prediction) pairs still to compute; refuses to mix runs of other settings."""
+    record_path = out / f"predictions-{args.split}.json"
+    record = {"embeddings": key, "k": args.k, "temperature": args.temperature}
+    written = [pair for pair in targets if pair[1].exists()]
+    if written and not args.overwrite:
+        previous = read_json(record_path, "prediction record") if record_path.exists() else None
+        if previous != record:
+            raise UserError(f"{out / args.split} already holds {len(written)} predictions made with "
+                            "another model, train-semi data, -k or -T; pass --overwrite to redo them "
+                            "or choose another --output-dir")
+    write_json_atomic(record_path, record)
+    if args.overwrite:
+        return targets
+    if written:
+        info(f"predictions: {len(written)} of {len(targets)} already written, skipping them", args.quiet)
+    done = set(p for _, p in written)
+    return [pair for pair in targets if pair[1] not in done]
+
+
+@torch.inference_mode()
+def predict(model, bank: Bank, todo: List[Tuple[Path, Path]], args: argparse.Namespace,
+            device: torch.device) -> None:
+    """Step 2: label every pixel by the k-NN vote and write the PNGs at the original size."""
+    if not todo:
+        return
+    voter = VoteBank(bank.embeddings, bank.labels, device)
+    dataset = ImageSet([image for image, _ in todo])
+    bar = progress(total=len(todo), desc=f"predictions ({args.split})", quiet=args.quiet, unit="img")
+    for batch in iterate_images(dataset, args.batch_size, args.workers):
+        maps = feature_maps(model, [item["image"] for item in batch], device,
+                            describe=str(todo[batch[0]["index"]][0]))
+        for item, features in zip(batch, maps):
+            labels = vote_map(features, voter, args.k, args.temperature, scale=UPSAMPLE)
+            original_h, original_w = item["size"]
+            write_mask(todo[item["index"]][1],
+                       resize_nearest(labels.cpu().numpy(), original_h, original_w))
+        bar.update(len(batch))
+    bar.close()
+
+
+def _delegate(argv: List[str], missing: str) -> int:
+    """Run ``imagenets ARGV`` in-process; when that command is not installed, say how to run it later."""
+    if argv[0] not in all_commands():
+        info(f"{missing}; run `imagenets {shlex.join(argv)}` once it is installed")
+        return 0
+    return run_command(argv)
+
+
+def _model_name(args: argparse.Namespace) -> str:
+    if ":" in args.model and not Path(args.model).is_file():
+        return args.model
+    return Path(args.model).stem
+
+
+def finish(args: argparse.Namespace, root: Path, out: Path) -> int:
+    """Step 3: evaluate the validation predictions, or build the test submission."""
+    predictions = out / args.split
+    common = ["--workers", str(args.workers)] + (["--meta-dir", args.meta_dir] if args.meta_dir else [])
+    common += ["--quiet"] if args.quiet else []
+    if args.split == "validation":
+        return _delegate(
+            ["evaluate", "--predict-dir", str(predictions),
+             "--gt-dir", str(root / "validation-segmentation"), "--mode", args.mode,
+             "--device", args.device] + common,
+            f"evaluator not available: the predictions are in {predictions}")
+    vote = f"k={args.k} nearest train-semi embeddings, T={args.temperature}"
+    method = [
+        "--method-name", args.method_name or f"distance matching with {_model_name(args)}",
+        "--train-data", args.train_data,
+        "--train-scheme", args.train_scheme or f"pre-trained model, no fine-tuning; distance matching ({vote})",
+        "--networks", args.networks or _model_name(args),
+        "--link", args.link,
+        "--description", args.description or f"each pixel takes the weighted vote of its {vote}",
+    ]
+    return _delegate(
+        ["submission", "--predict-dir", str(predictions), "--mode", args.mode, "--split", "test",
+         "--protocol", PROTOCOL, "--images", str(root), "-o", str(out / "submission.zip")]
+        + method + common,
+        f"submission builder not available: the predictions are in {predictions}")
+
+
+def run(args: argparse.Namespace) -> int:
+    _check_options(args)
+    subset = get_subset(args.mode)
+    meta = load_metadata(meta_dir=args.meta_dir, quiet=args.quiet)
+    root = _dataset_root(args.dataset, subset, args.quiet)
+    out = Path(args.output_dir)
+    targets = [(root / args.split / rel, (out / args.split / rel).with_suffix(".png"))
+               for rel in meta.split_images(subset, args.split)]
+    _, missing = file_stamps([image for image, _ in targets])
+    _raise_if_missing(missing, f"{args.split} images are")
+    device = resolve_device(args.device)
+    model, bank, key = _bank(args, meta, subset, root, out, device)
+    todo = _pending(args, out, key, targets)
+    predict(model, bank, todo, args, device)
+    info(f"predictions: {len(targets)} label maps in {out / args.split}", args.quiet)
+    return finish(args, root, out)
+
+
+COMMAND = Command(
+    name="distance-matching",
+    help="distance-matching protocol: label a split with the k nearest train-semi embeddings "
+         "of any pre-trained backbone",
+    add_arguments=add_arguments,
+    run=run,
+    description="The distance-matching protocol: step 1 averages MODEL's features over each "
+                "labelled region of the train-semi images (cached in OUT); step 2 labels every "
+                "pixel of --split by a weighted vote of its k most similar embeddings; step 3 "
+                "evaluates (validation) or builds OUT/submission.zip (test).",
+)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Standalone entry point (``python -m evaluation.distance_matching``)."""
+    return COMMAND.main(argv, prog="imagenets distance-matching")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

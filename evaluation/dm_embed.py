@@ -1,0 +1,263 @@
+"""Distance matching, shared image pipeline and step 1: per-label mean embeddings from train-semi.
+
+Every image is resized (shorter side 256, bilinear) and normalised with ImageNet's mean/std;
+the model's feature map is upsampled 4x (bilinear).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from imagenets.codec import read_mask
+from imagenets.errors import UserError, info, warn
+from imagenets.fileio import atomic_path
+from imagenets.progress import progress
+from imagenets.subsets import IGNORE
+
+SHORT_SIDE = 256
+UPSAMPLE = 4
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: Bump when the preprocessing or the embedding recipe changes: old caches then miss.
+RECIPE_VERSION = 1
+
+_BILINEAR = getattr(Image, "Resampling", Image).BILINEAR
+
+
+def resized_size(width: int, height: int, short_side: int = SHORT_SIDE) -> Tuple[int, int]:
+    """(width, height) with the shorter side scaled to ``short_side``, aspect ratio kept."""
+    if width <= height:
+        return short_side, max(1, int(short_side * height / width))
+    return max(1, int(short_side * width / height)), short_side
+
+
+def load_image(path: Path) -> Tuple[torch.Tensor, Tuple[int, int]]:
+    """Decode, resize and normalise an image: ((3,H,W) float tensor, original (height, width))."""
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+    except FileNotFoundError:
+        raise UserError(f"image {path} not found: check --dataset") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise UserError(f"cannot decode image {path} ({exc}): re-extract it") from None
+    width, height = im.size
+    size = resized_size(width, height)
+    if size != (width, height):
+        im = im.resize(size, _BILINEAR)
+    pixels = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    return (pixels - mean) / std, (height, width)
+
+
+def resize_nearest(ids: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest-neighbour resize of a 2-D label map, sampling at pixel centres (integer exact)."""
+    src_h, src_w = ids.shape
+    rows = ((2 * np.arange(height) + 1) * src_h) // (2 * height)
+    cols = ((2 * np.arange(width) + 1) * src_w) // (2 * width)
+    return ids[rows[:, None], cols[None, :]]
+
+
+class ImageSet(Dataset):
+    """Images (and optionally their masks) decoded in DataLoader workers.
+
+    Errors travel back as text, so the main process raises one clean UserError.
+    """
+
+    def __init__(self, images: Sequence[Path], masks: Optional[Sequence[Path]] = None):
+        self.images = list(images)
+        self.masks = list(masks) if masks is not None else None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> Dict[str, object]:
+        try:
+            image, size = load_image(self.images[index])
+            mask = read_mask(self.masks[index]) if self.masks is not None else None
+        except UserError as exc:
+            return {"index": index, "error": str(exc)}
+        return {"index": index, "image": image, "size": size, "mask": mask}
+
+
+def _as_list(items: List[Dict[str, object]]) -> List[Dict[str, object]]:
+    return items
+
+
+def iterate_images(dataset: ImageSet, batch_size: int, workers: int):
+    """Yield lists of decoded items (in order); a decoding error becomes a UserError here."""
+    loader = DataLoader(dataset, batch_size=max(1, batch_size), shuffle=False,
+                        num_workers=max(0, workers), collate_fn=_as_list)
+    for batch in loader:
+        for item in batch:
+            if "error" in item:
+                raise UserError(str(item["error"]))
+        yield batch
+
+
+def feature_maps(model: nn.Module, images: List[torch.Tensor], device: torch.device,
+                 describe: str) -> List[torch.Tensor]:
+    """Run the model: one (C, h, w) float feature map per image, in input order.
+
+    Images of the same size go through the model together.
+    """
+    groups: Dict[Tuple[int, ...], List[int]] = {}
+    for position, image in enumerate(images):
+        groups.setdefault(tuple(image.shape), []).append(position)
+    result: List[Optional[torch.Tensor]] = [None] * len(images)
+    for positions in groups.values():
+        batch = torch.stack([images[p] for p in positions]).to(device)
+        with torch.inference_mode():
+            try:
+                out = model(batch)
+            except Exception as exc:
+                raise UserError(f"MODEL failed on {describe} ({type(exc).__name__}: "
+                                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); "
+                                "it must accept (N,3,H,W) image batches of any size") from None
+            if not isinstance(out, torch.Tensor) or out.dim() != 4 or out.shape[0] != len(positions):
+                got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+                raise UserError(f"MODEL returned {got} for a batch of shape {tuple(batch.shape)}; "
+                                "it must return one (N,C,h,w) feature map tensor (wrap it to pick "
+                                "the right output)")
+        for row, position in enumerate(positions):
+            result[position] = out[row].float()
+    return result  # type: ignore[return-value]
+
+
+def upsample(features: torch.Tensor) -> torch.Tensor:
+    """(C, h, w) -> (C, 4h, 4w), bilinear."""
+    height, width = features.shape[-2:]
+    return F.interpolate(features[None], size=(height * UPSAMPLE, width * UPSAMPLE),
+                         mode="bilinear", align_corners=False)[0]
+
+
+# ---- step 1: the embedding bank -------------------------------------------------------
+
+@dataclass
+class Bank:
+    """Class embeddings (E, C) and their labels (E,)."""
+
+    embeddings: torch.Tensor
+    labels: torch.Tensor
+
+
+def label_means(features: torch.Tensor, mask: np.ndarray, num_classes: int) -> Tuple[torch.Tensor, torch.Tensor, int]:
+    """Mean feature of each label 0..K present in ``mask`` (resized to the feature map).
+
+    Returns (means (L,C), labels (L,), number of pixels with ids outside 0..K and not 1000).
+    """
+    channels, height, width = features.shape
+    ids = torch.from_numpy(resize_nearest(mask, height, width).astype(np.int64)).to(features.device)
+    ids = ids.reshape(-1)
+    valid = (ids >= 0) & (ids <= num_classes)
+    strays = int(((~valid) & (ids != IGNORE)).sum())
+    labels, inverse = torch.unique(ids[valid], return_inverse=True)
+    flat = features.reshape(channels, -1)[:, valid].t()
+    sums = torch.zeros(len(labels), channels, device=features.device).index_add_(0, inverse, flat)
+    counts = torch.bincount(inverse, minlength=len(labels)).clamp_min(1).to(sums.dtype)
+    return sums / counts[:, None], labels, strays
+
+
+@torch.inference_mode()
+def build_bank(model: nn.Module, images: Sequence[Path], masks: Sequence[Path], num_classes: int,
+               device: torch.device, batch_size: int, workers: int, quiet: bool) -> Bank:
+    """Step 1: one embedding per (train-semi image, label present except 1000)."""
+    dataset = ImageSet(images, masks)
+    chunks: List[torch.Tensor] = []
+    chunk_labels: List[torch.Tensor] = []
+    strays: List[str] = []
+    resized: List[str] = []
+    bar = progress(total=len(dataset), desc="embeddings (train-semi)", quiet=quiet, unit="img")
+    for batch in iterate_images(dataset, batch_size, workers):
+        tensors = [item["image"] for item in batch]
+        maps = feature_maps(model, tensors, device, describe=str(images[batch[0]["index"]]))
+        for item, features in zip(batch, maps):
+            mask = item["mask"]
+            if mask.shape != tuple(item["size"]):
+                resized.append(str(masks[item["index"]]))
+            means, labels, stray = label_means(upsample(features), mask, num_classes)
+            if stray:
+                strays.append(str(masks[item["index"]]))
+            chunks.append(means.cpu())
+            chunk_labels.append(labels.cpu())
+        bar.update(len(batch))
+    bar.close()
+    if strays:
+        warn(f"{len(strays)} train-semi masks hold ids outside 0..{num_classes} (and not {IGNORE}); "
+             f"those pixels were skipped (first: {strays[0]})")
+    if resized:
+        warn(f"{len(resized)} train-semi masks differ in size from their image; they were resized "
+             f"to the feature map anyway (first: {resized[0]})")
+    if not chunks or sum(len(c) for c in chunks) == 0:
+        raise UserError("the train-semi masks gave no embedding at all (every pixel is 1000 or out of "
+                        "range): check the train-semi-segmentation folder")
+    return Bank(torch.cat(chunks), torch.cat(chunk_labels))
+
+
+def file_stamps(paths: Sequence[Path]) -> Tuple[List[List[int]], List[Path]]:
+    """(size, mtime_ns) of each file for the cache key, plus the files that are missing."""
+    stamps: List[List[int]] = []
+    missing: List[Path] = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            missing.append(path)
+            continue
+        stamps.append([st.st_size, st.st_mtime_ns])
+    return stamps, missing
+
+
+def bank_key(model_identity: str, weights_digest: Optional[str], mode: str, names: Sequence[str],
+             stamps: Sequence[Sequence[int]]) -> str:
+    """SHA-256 over everything the bank depends on: model, weights, subset, files and recipe."""
+    payload = {"recipe": RECIPE_VERSION, "model": model_identity, "weights": weights_digest,
+               "mode": mode, "names": list(names), "stamps": [list(s) for s in stamps]}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def _torch_load(path: Path) -> object:
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except TypeError:  # torch < 1.13
+        return torch.load(str(path), map_location="cpu")
+
+
+def cache_path(out_dir: Path, key: str) -> Path:
+    return out_dir / f"embeddings-{key[:16]}.pt"
+
+
+def load_cached_bank(out_dir: Path, key: str) -> Optional[Bank]:
+    """The cached bank for ``key``, or None when absent or unreadable (then it is rebuilt)."""
+    path = cache_path(out_dir, key)
+    if not path.is_file():
+        return None
+    try:
+        saved = _torch_load(path)
+    except Exception:
+        warn(f"embedding cache {path} is unreadable; rebuilding it")
+        return None
+    if not isinstance(saved, dict) or saved.get("key") != key:
+        return None
+    return Bank(saved["embeddings"], saved["labels"])
+
+
+def save_bank(out_dir: Path, key: str, bank: Bank, quiet: bool) -> Path:
+    """Write the bank atomically to ``OUT/embeddings-<key>.pt``."""
+    path = cache_path(out_dir, key)
+    with atomic_path(path) as tmp:
+        torch.save({"key": key, "embeddings": bank.embeddings, "labels": bank.labels}, str(tmp))
+    info(f"embeddings: {len(bank.labels)} saved to {path}", quiet)
+    return path

@@ -1,0 +1,465 @@
+"""The distance-matching protocol on a fake prepared tree whose right label is known for every pixel.
+
+The fake backbone maps each pixel to a soft one-hot of its nearest palette colour and pools 4x4
+(a stride-4 feature map), so regions of palette colours are exactly recoverable.
+"""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+import zipfile
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from evaluation import distance_matching as dm
+from evaluation.dm_embed import cache_path, resize_nearest, resized_size, upsample
+from evaluation.dm_vote import CHUNK_ELEMENTS, VoteBank, knn_vote, vote_map
+from imagenets.codec import encode, read_mask
+from imagenets.subsets import IGNORE
+
+#: Colour of each label in the fake images; YELLOW marks train-semi regions labelled 1000.
+WHITE, RED, GREEN, BLUE, YELLOW = (255, 255, 255), (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)
+PALETTE = [WHITE, RED, GREEN, BLUE, YELLOW]
+COLOUR_OF = {0: WHITE, 1: RED, 2: GREEN, 3: BLUE, IGNORE: YELLOW}
+MODULE = "dm_fake_models"
+
+MODEL_SOURCE = textwrap.dedent(f'''
+    import torch
+    from torch import nn
+
+    PALETTE = {PALETTE!r}
+    MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+    class PaletteNet(nn.Module):
+        """Soft one-hot of the nearest palette colour, pooled 4x4."""
+
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, len(PALETTE), 1)
+            self.pool = nn.AvgPool2d(4)
+
+        def forward(self, x):
+            return self.pool(torch.softmax(self.conv(x), dim=1))
+
+
+    def palette_weights():
+        colours = (torch.tensor(PALETTE, dtype=torch.float32) / 255 - torch.tensor(MEAN)) / torch.tensor(STD)
+        # score = -20/2 |x - colour|^2 up to a per-pixel constant: nearest colour wins the softmax
+        return {{"conv.weight": (20 * colours)[:, :, None, None], "conv.bias": -10 * (colours ** 2).sum(1)}}
+
+
+    def make_model():
+        model = PaletteNet()
+        model.load_state_dict(palette_weights())
+        return model
+
+
+    def make_untrained():
+        torch.manual_seed(0)
+        return PaletteNet()
+
+
+    def make_number():
+        return 3
+
+
+    def make_flat():
+        return nn.Flatten()
+''')
+
+
+def _labels(height: int, width: int, boxes: List[Tuple[int, int, int, int, int]]) -> np.ndarray:
+    """A label map: background 0 with (label, top, left, bottom, right) boxes painted in order."""
+    ids = np.zeros((height, width), dtype=np.int32)
+    for label, top, left, bottom, right in boxes:
+        ids[top:bottom, left:right] = label
+    return ids
+
+
+def _write_image(path: Path, ids: np.ndarray) -> None:
+    rgb = np.zeros(ids.shape + (3,), dtype=np.uint8)
+    for label, colour in COLOUR_OF.items():
+        rgb[ids == label] = colour
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rgb).save(path, format="JPEG", quality=95, subsampling=0)
+
+
+def _write_mask(path: Path, ids: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(encode(ids), "RGB").save(path)
+
+
+class Tree:
+    """A prepared ImageNetS50 tree (3 classes used), its metadata dir and the fake models."""
+
+    def __init__(self, base: Path, official_meta: Path):
+        self.base = base
+        self.meta = base / "meta"
+        self.root = base / "ImageNetS50"
+        self.models = base / "models"
+        (self.meta / "categories").mkdir(parents=True)
+        shutil.copy(official_meta / "categories/ImageNetS_categories_im50.txt", self.meta / "categories")
+        (self.meta / "classnames").mkdir()
+        shutil.copy(official_meta / "classnames/ImageNetS_classnames_im50.txt", self.meta / "classnames")
+        wnids = sorted((self.meta / "categories/ImageNetS_categories_im50.txt").read_text().split())[:3]
+        self.expected: Dict[str, Dict[str, np.ndarray]] = {"validation": {}, "test": {}}
+        semi = []
+        for cls, wnid in enumerate(wnids, 1):
+            for n, box in enumerate([(8, 16, 48, 72), (16, 8, 56, 56)]):
+                ids = _labels(64, 96, [(cls,) + box])
+                if n == 0:
+                    ids[48:64, 80:96] = IGNORE  # an unlabelled region in yellow
+                rel = f"{wnid}/{wnid}_{n}"
+                _write_image(self.root / "train-semi" / f"{rel}.JPEG", ids)
+                _write_mask(self.root / "train-semi-segmentation" / f"{rel}.png", ids)
+                semi.append(f"{rel}.JPEG {rel}.png")
+        scenes = {
+            "validation": [(64, 96, [(1, 8, 8, 40, 48), (3, 24, 56, 56, 88)]),
+                           (64, 96, [(2, 0, 0, 32, 96)]),
+                           (96, 64, [(1, 8, 8, 48, 56), (2, 56, 16, 88, 48)])],
+            "test": [(48, 80, [(3, 8, 8, 40, 40), (2, 16, 48, 40, 72)]),
+                     (64, 64, [(1, 16, 16, 48, 48)])],
+        }
+        for split, images in scenes.items():
+            mapping, names = [], []
+            for n, (height, width, boxes) in enumerate(images):
+                ids = _labels(height, width, boxes)
+                rel = f"{wnids[n % 3]}/ILSVRC2012_val_{n + 1:08d}"
+                _write_image(self.root / split / f"{rel}.JPEG", ids)
+                if split == "validation":
+                    _write_mask(self.root / "validation-segmentation" / f"{rel}.png", ids)
+                mapping.append(f"{rel}.JPEG {rel}.JPEG")
+                names.append(f"{rel}.JPEG {rel}.png")
+                self.expected[split][f"{rel}.png"] = ids
+            (self.meta / "mapping").mkdir(exist_ok=True)
+            (self.meta / f"mapping/ImageNetS_im50_mapping_{split}.txt").write_text("\n".join(mapping))
+            if split == "validation":
+                (self.meta / "names").mkdir(exist_ok=True)
+                (self.meta / "names/ImageNetS_im50_validation.txt").write_text("\n".join(names))
+        (self.meta / "names/ImageNetSemi_im50_train.txt").write_text("\n".join(semi))
+        self.models.mkdir()
+        (self.models / f"{MODULE}.py").write_text(MODEL_SOURCE)
+
+    def argv(self, out: Path, split: str = "validation", model: str = f"{MODULE}:make_model",
+             *extra: str) -> List[str]:
+        method = ["--train-data", "colour palettes", "--link", "none"] if split == "test" else []
+        return ["--dataset", str(self.root), "--mode", "50", "--meta-dir", str(self.meta),
+                "--model", model, "--split", split, "--output-dir", str(out), "--workers", "0",
+                "--quiet", *method, *extra]
+
+    def check_predictions(self, out: Path, split: str) -> None:
+        for rel, ids in self.expected[split].items():
+            predicted = read_mask(out / split / rel)
+            assert predicted.shape == ids.shape
+            wrong = int((predicted != ids).sum())
+            assert wrong == 0, f"{rel}: {wrong} pixels mislabelled"
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory, meta_dir) -> Tree:
+    return Tree(tmp_path_factory.mktemp("dm"), meta_dir)
+
+
+@pytest.fixture(autouse=True)
+def steps_three(monkeypatch, tree):
+    """Record the step-3 commands instead of running the other helpers' evaluator/submission."""
+    calls: List[List[str]] = []
+
+    def fake_run(argv):
+        calls.append(list(argv))
+        return 0
+
+    monkeypatch.setattr(dm, "all_commands", lambda: {"evaluate": None, "submission": None})
+    monkeypatch.setattr(dm, "run_command", fake_run)
+    monkeypatch.syspath_prepend(str(tree.models))
+    return calls
+
+
+def _main(argv: List[str]) -> int:
+    return dm.COMMAND.main(argv, prog="imagenets distance-matching")
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+# ---- end to end ----------------------------------------------------------------------------
+
+def test_factory_model_labels_every_validation_pixel_exactly(tree, tmp_path, steps_three):
+    out = tmp_path / "out"
+    assert _main(tree.argv(out)) == 0
+    tree.check_predictions(out, "validation")
+    assert steps_three[0][:5] == ["evaluate", "--predict-dir", str(out / "validation"), "--gt-dir",
+                                  str(tree.root / "validation-segmentation")]
+    assert "--mode" in steps_three[0] and "--meta-dir" in steps_three[0]
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
+def test_torchscript_model_labels_test_split_and_builds_the_submission(tree, tmp_path, steps_three):
+    scripted = tree.models / "palette.pt"
+    if not scripted.exists():
+        import dm_fake_models  # noqa: F401 -- the module written by the fixture
+        torch.jit.script(dm_fake_models.make_model()).save(str(scripted))
+    out = tmp_path / "out"
+    assert _main(tree.argv(out, "test", str(scripted), "--workers", "2", "--batch-size", "2")) == 0
+    tree.check_predictions(out, "test")
+    call = steps_three[0]
+    assert call[0] == "submission"
+    assert call[call.index("--protocol") + 1] == "distance-matching"
+    assert call[call.index("-o") + 1] == str(out / "submission.zip")
+    assert call[call.index("--method-name") + 1] == "distance matching with palette"
+    assert call[call.index("--train-data") + 1] == "colour palettes"
+    assert call[call.index("--images") + 1] == str(tree.root)
+
+
+def test_test_split_needs_the_method_fields_up_front(tree, tmp_path, capsys):
+    argv = tree.argv(tmp_path / "out", "test")
+    del argv[argv.index("--link"):argv.index("--link") + 2]
+    assert _main(argv) == 2
+    assert "--train-data TEXT and --link URL" in _error_line(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_embeddings_cover_each_labelled_region_but_not_1000(tree, tmp_path):
+    out = tmp_path / "out"
+    assert _main(tree.argv(out)) == 0
+    (cache,) = out.glob("embeddings-*.pt")
+    saved = torch.load(str(cache), weights_only=True)
+    # 6 train-semi images: each gives its background (0) and its class; yellow (1000) gives none.
+    assert sorted(saved["labels"].tolist()) == [0] * 6 + [1, 1, 2, 2, 3, 3]
+    assert saved["embeddings"].shape == (12, len(PALETTE))
+
+
+def test_weights_are_unwrapped_stripped_and_loaded(tree, tmp_path):
+    import dm_fake_models
+
+    weights = tmp_path / "checkpoint.pth"
+    state = {f"module.{k}": v for k, v in dm_fake_models.palette_weights().items()}
+    torch.save({"state_dict": state, "epoch": 7}, str(weights))
+    out = tmp_path / "out"
+    assert _main(tree.argv(out, "validation", f"{MODULE}:make_untrained", "--weights", str(weights))) == 0
+    tree.check_predictions(out, "validation")
+
+
+def test_partial_weights_warn_with_counts(tree, tmp_path, capsys):
+    import dm_fake_models
+
+    weights = tmp_path / "partial.pth"
+    state = dict(dm_fake_models.palette_weights(), extra=torch.zeros(1))
+    del state["conv.bias"]
+    torch.save(state, str(weights))
+    assert _main(tree.argv(tmp_path / "out", "validation", f"{MODULE}:make_untrained",
+                           "--weights", str(weights))) == 0
+    err = capsys.readouterr().err
+    assert "1 model parameters were not in the file" in err and "conv.bias" in err
+    assert "1 entries of the file were not used (extra)" in err
+
+
+@pytest.mark.parametrize("content, says", [
+    ({"conv.weight": torch.zeros(7, 3, 1, 1), "conv.bias": torch.zeros(7)}, "does not fit the model"),
+    ({"backbone.weight": torch.zeros(1)}, "none of its 1 keys"),
+    ([1, 2, 3], "is not a state dict"),
+    (None, "not found"),
+])
+def test_wrong_weights_exit_2_with_one_line_naming_the_file(tree, tmp_path, capsys, content, says):
+    weights = tmp_path / "bad.pth"
+    if content is not None:
+        torch.save(content, str(weights))
+    assert _main(tree.argv(tmp_path / "out", "validation", f"{MODULE}:make_untrained",
+                           "--weights", str(weights))) == 2
+    line = _error_line(capsys)
+    assert str(weights) in line and says in line
+
+
+@pytest.mark.parametrize("model, says", [
+    ("no/such/model.pt", "neither an existing file nor"),
+    ("no_such_package_xyz:make", "cannot import no_such_package_xyz"),
+    (f"{MODULE}:missing", "has no attribute 'missing'"),
+    (f"{MODULE}:make_number", "returned int, not an nn.Module"),
+    (f"{MODULE}:make_flat", "must return one (N,C,h,w) feature map"),
+])
+def test_unusable_model_exits_2_with_the_fix(tree, tmp_path, capsys, model, says):
+    assert _main(tree.argv(tmp_path / "out", "validation", model)) == 2
+    assert says in _error_line(capsys)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
+def test_file_that_is_not_torchscript_is_refused(tree, tmp_path, capsys):
+    bogus = tmp_path / "model.pt"
+    bogus.write_bytes(b"not a model")
+    assert _main(tree.argv(tmp_path / "out", "validation", str(bogus))) == 2
+    assert "is not a loadable TorchScript file" in _error_line(capsys)
+
+
+# ---- reruns and caching ----------------------------------------------------------------------
+
+def test_rerun_reuses_embeddings_and_skips_written_images(tree, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    assert _main(tree.argv(out)) == 0
+    pngs = sorted((out / "validation").rglob("*.png"))
+    stamps = {p: p.stat().st_mtime_ns for p in pngs}
+    pngs[0].unlink()
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("embeddings rebuilt although model and data are unchanged")
+
+    monkeypatch.setattr(dm, "build_bank", no_rebuild)
+    assert _main(tree.argv(out)) == 0
+    assert pngs[0].exists()
+    assert all(p.stat().st_mtime_ns == stamps[p] for p in pngs[1:])
+    tree.check_predictions(out, "validation")
+
+
+def test_changed_weights_rebuild_the_embeddings(tree, tmp_path):
+    import dm_fake_models
+
+    out = tmp_path / "out"
+    weights = tmp_path / "w.pth"
+    torch.save(dm_fake_models.palette_weights(), str(weights))
+    assert _main(tree.argv(out, "validation", f"{MODULE}:make_untrained", "--weights", str(weights))) == 0
+    assert _main(tree.argv(out, "validation", f"{MODULE}:make_model", "--overwrite")) == 0
+    assert len(list(out.glob("embeddings-*.pt"))) == 2
+
+
+def test_other_settings_over_old_predictions_are_refused(tree, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _main(tree.argv(out)) == 0
+    assert _main(tree.argv(out, "validation", f"{MODULE}:make_model", "-k", "3")) == 2
+    assert "--overwrite" in _error_line(capsys)
+    assert _main(tree.argv(out, "validation", f"{MODULE}:make_model", "-k", "3", "--overwrite")) == 0
+    tree.check_predictions(out, "validation")
+
+
+def test_missing_images_are_reported_before_any_work(tree, tmp_path, capsys):
+    copy = tmp_path / "ImageNetS50"
+    shutil.copytree(tree.root, copy)
+    for image in list((copy / "test").rglob("*.JPEG")):
+        image.unlink()
+    argv = tree.argv(tmp_path / "out", "test")
+    argv[argv.index("--dataset") + 1] = str(copy)
+    assert _main(argv) == 2
+    line = _error_line(capsys)
+    assert "2 test images are missing" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_parent_folder_is_accepted_as_dataset(tree, tmp_path):
+    argv = tree.argv(tmp_path / "out", "test")
+    argv[argv.index("--dataset") + 1] = str(tree.base)
+    assert _main(argv) == 0
+    tree.check_predictions(tmp_path / "out", "test")
+
+
+@pytest.mark.parametrize("flag, value", [("-k", "0"), ("-T", "0"), ("--batch-size", "0")])
+def test_nonsense_options_exit_2(tree, tmp_path, capsys, flag, value):
+    assert _main(tree.argv(tmp_path / "out", "validation", f"{MODULE}:make_model", flag, value)) == 2
+    assert flag in _error_line(capsys)
+
+
+# ---- step 3 when the other commands are absent -------------------------------------------------
+
+def test_missing_submission_builder_leaves_a_note_and_the_predictions(tree, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(dm, "all_commands", lambda: {})
+    out = tmp_path / "out"
+    assert _main(tree.argv(out, "test")) == 0
+    assert "submission builder not available" in capsys.readouterr().err
+    tree.check_predictions(out, "test")
+
+
+def _use_real(monkeypatch, name: str) -> None:
+    from imagenets import cli
+
+    if name not in cli.all_commands():
+        pytest.skip(f"the {name} command is not registered yet")
+    monkeypatch.setattr(dm, "all_commands", cli.all_commands)
+    monkeypatch.setattr(dm, "run_command", cli.run_command)
+
+
+def test_real_submission_builder_zips_the_test_predictions(tree, tmp_path, monkeypatch):
+    _use_real(monkeypatch, "submission")
+    out = tmp_path / "out"
+    assert _main(tree.argv(out, "test")) == 0
+    with zipfile.ZipFile(out / "submission.zip") as archive:
+        names = archive.namelist()
+        method = archive.read(next(n for n in names if n.endswith("method.txt"))).decode()
+    assert sum(n.endswith(".png") for n in names) == len(tree.expected["test"])
+    assert "distance matching with dm_fake_models:make_model" in method
+
+
+def test_real_evaluator_scores_the_exact_predictions(tree, tmp_path, monkeypatch, capsys):
+    _use_real(monkeypatch, "evaluate")
+    argv = tree.argv(tmp_path / "out")
+    argv.remove("--quiet")
+    assert _main(argv) == 0
+    tables = capsys.readouterr().out
+    assert any(line.split()[:2] == ["Acc", "100.00"] for line in tables.splitlines()), tables
+
+
+# ---- the pieces --------------------------------------------------------------------------------
+
+def test_vote_ties_go_to_the_smallest_label():
+    bank = VoteBank(torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), torch.tensor([7, 3, 5]),
+                    torch.device("cpu"))
+    # equally similar to the two first embeddings (labels 7 and 3), k=2
+    assert knn_vote(torch.tensor([[2.0, 0.0]]), bank, k=2, temperature=0.07).tolist() == [3]
+    assert vote_map(torch.tensor([[[2.0]], [[0.0]]]), bank, k=2, temperature=0.07).unique().tolist() == [3]
+
+
+def test_vote_weights_favour_near_embeddings_over_many_far_ones():
+    embeddings = torch.tensor([[1.0, 0.0]] + [[0.6, 0.8]] * 9)
+    bank = VoteBank(embeddings, torch.tensor([4] + [2] * 9), torch.device("cpu"))
+    assert knn_vote(torch.tensor([[1.0, 0.1]]), bank, k=10, temperature=0.07).tolist() == [4]
+    # with a hot temperature the nine far ones outvote it
+    assert knn_vote(torch.tensor([[1.0, 0.1]]), bank, k=10, temperature=10.0).tolist() == [2]
+
+
+def test_chunked_vote_equals_one_chunk_and_survives_tiny_temperatures():
+    generator = torch.Generator().manual_seed(0)
+    bank = VoteBank(torch.randn(300, 16, generator=generator),
+                    torch.randint(0, 51, (300,), generator=generator), torch.device("cpu"))
+    features = torch.randn(200, 16, generator=generator)
+    whole = knn_vote(features, bank, k=10, temperature=0.07)
+    assert torch.equal(knn_vote(features, bank, k=10, temperature=0.07, chunk_elements=300 * 7), whole)
+    assert torch.equal(knn_vote(features, bank, k=1, temperature=1e-6),
+                       knn_vote(features, bank, k=1, temperature=0.07))
+    assert knn_vote(features, bank, k=500, temperature=1e-4).min() >= 0  # k clamped, no NaN
+
+
+def test_vote_map_equals_the_per_pixel_vote_on_upsampled_features():
+    generator = torch.Generator().manual_seed(1)
+    bank = VoteBank(torch.randn(500, 24, generator=generator),
+                    torch.randint(0, 920, (500,), generator=generator), torch.device("cpu"))
+    features = torch.randn(24, 5, 7, generator=generator)
+    per_pixel = knn_vote(upsample(features).reshape(24, -1).t(), bank, k=10, temperature=0.07)
+    for chunk in (1, 20 * 28 * 64, CHUNK_ELEMENTS):
+        mapped = vote_map(features, bank, k=10, temperature=0.07, chunk_elements=chunk)
+        assert mapped.shape == (20, 28)
+        assert torch.equal(mapped.reshape(-1), per_pixel)
+    features[:, 0, 0] = 0  # an all-zero feature: every similarity 0, still a label (no NaN)
+    assert set(vote_map(features, bank, k=10, temperature=0.07).unique().tolist()) <= set(bank.values.tolist())
+
+
+def test_nearest_resize_samples_pixel_centres():
+    ids = np.arange(6).reshape(2, 3)
+    assert resize_nearest(ids, 2, 3).tolist() == ids.tolist()
+    assert resize_nearest(ids, 4, 6).tolist() == np.repeat(np.repeat(ids, 2, 0), 2, 1).tolist()
+    assert resize_nearest(np.repeat(np.repeat(ids, 4, 0), 4, 1), 2, 3).tolist() == ids.tolist()
+
+
+def test_shorter_side_becomes_256():
+    assert resized_size(500, 375) == (341, 256)
+    assert resized_size(375, 500) == (256, 341)
+    assert resized_size(256, 256) == (256, 256)
+
+
+def test_cache_file_name_is_keyed(tmp_path):
+    assert cache_path(tmp_path, "ab" * 32).name == "embeddings-" + "ab" * 8 + ".pt"

@@ -1,0 +1,259 @@
+"""``evaluator.py`` / ``imagenets evaluate`` as users run it: results, JSON, and one clear line per bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from evaluation.evaluator import main
+from evaluation.metrics import SUMMARY_KEYS
+from imagenets.codec import read_mask, write_mask
+from imagenets.metadata import load_metadata
+from imagenets.synthetic import write_synthetic_benchmark, write_synthetic_meta
+
+K = 50
+IMAGES = 8
+
+
+@pytest.fixture(scope="session")
+def pristine(tmp_path_factory) -> Path:
+    """A tiny synthetic ImageNet-S50 (8 validation pairs, 24-48 px); copied per test, never modified."""
+    root = tmp_path_factory.mktemp("pristine")
+    meta = load_metadata(write_synthetic_meta(root / "meta", K, validation=IMAGES, test=0, train_semi=0))
+    write_synthetic_benchmark(root / "case", meta, K, sides=(24, 48), permute=False, quiet=True)
+    return root
+
+
+@pytest.fixture
+def case(pristine, tmp_path) -> Dict[str, Path]:
+    """A private copy: ``meta``, ``gt``, ``pred`` directories and the ordered mask paths ``masks``."""
+    shutil.copytree(pristine, tmp_path / "data")
+    root = tmp_path / "data"
+    masks = [m for _i, m in load_metadata(root / "meta").validation_names(K)]
+    return {"meta": root / "meta", "gt": root / "case" / "gt", "pred": root / "case" / "pred",
+            "masks": masks, "tmp": tmp_path}
+
+
+def base_args(case: Dict[str, Path]) -> List[str]:
+    return ["--predict-dir", str(case["pred"]), "--gt-dir", str(case["gt"]), "--mode", str(K),
+            "--meta-dir", str(case["meta"]), "--workers", "0", "--quiet"]
+
+
+def assert_one_error(rc: int, err: str, *needles: str) -> str:
+    """Exit status 2, no traceback, exactly one ``error:`` line (the last one), holding every needle."""
+    assert rc == 2
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0], err
+    for needle in needles:
+        assert needle in errors[0], f"{needle!r} not in {errors[0]!r}"
+    return errors[0]
+
+
+def pred_path(case, index: int = 0) -> Path:
+    return case["pred"] / case["masks"][index]
+
+
+# ---- working runs -------------------------------------------------------------------------------
+
+def test_run_prints_class_and_summary_tables(case, capsys):
+    args = [a for a in base_args(case) if a != "--quiet"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "synthetic class 1" in out and "other (background)" in out
+    for key in SUMMARY_KEYS:
+        assert f"\n{key} " in out
+    assert f"{IMAGES} images" in out
+
+
+def test_output_json_has_summary_keys_ious_and_context(case, capsys):
+    out_file = case["tmp"] / "res" / "eval.json"
+    assert main(base_args(case) + ["--output", str(out_file)]) == 0
+    result = json.loads(out_file.read_text())
+    for key in SUMMARY_KEYS:
+        assert key in result and (result[key] is None or isinstance(result[key], float))
+    assert len(result["IoUs"]) == K + 1
+    assert result["subset"] == "ImageNetS50" and result["images"] == IMAGES and result["match"] is None
+    assert result["mIoU"] == pytest.approx(sum(result["IoUs"]) / (K + 1))
+
+
+def test_quiet_prints_no_tables(case, capsys):
+    assert main(base_args(case)) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+def test_workers_give_the_same_numbers(case, tmp_path, capsys):
+    files = []
+    for workers in ("0", "2"):
+        files.append(tmp_path / f"w{workers}.json")
+        args = base_args(case) + ["--output", str(files[-1])]
+        args[args.index("--workers") + 1] = workers
+        assert main(args) == 0
+    assert json.loads(files[0].read_text()) == json.loads(files[1].read_text())
+
+
+def test_out_of_range_ids_warn_with_the_pixel_count(case, capsys):
+    expected = 0
+    for index in (1, 4):
+        ids = read_mask(pred_path(case, index))
+        ids[:3, :5] = 51 + index
+        ids[-1, -2:] = 65535
+        expected += 17
+        write_mask(pred_path(case, index), ids)
+    assert main(base_args(case)) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1
+    assert f"{expected} pixels in 2 images" in warnings[0] and "outside 0..50" in warnings[0]
+
+
+def test_ids_a_match_does_not_cover_warn_with_the_pixel_count(case, capsys):
+    # Cover every id the predictions use but 0 (always covered) and the ones in image 0.
+    uncovered = set(np.unique(read_mask(pred_path(case, 0))).tolist()) - {0}
+    used = set()
+    pixels = 0
+    for mask in case["masks"]:
+        ids = read_mask(case["pred"] / mask)
+        used |= set(np.unique(ids).tolist())
+        pixels += int(np.isin(ids, list(uncovered)).sum())
+    match = {str(i): i for i in sorted(used - uncovered - {0})}
+    match["0"] = 0
+    match_file = case["tmp"] / "partial.json"
+    match_file.write_text(json.dumps(match))
+    assert pixels > 0
+    assert main(base_args(case) + ["--match", str(match_file)]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1
+    assert f"{pixels} pixels" in warnings[0] and "match does not cover" in warnings[0]
+
+
+# ---- bad input: one line naming the file and the fix --------------------------------------------
+
+def test_missing_predictions_give_count_and_first_paths(case, capsys):
+    for index in (2, 5, 6):
+        pred_path(case, index).unlink()
+    line = assert_one_error(main(base_args(case)), capsys.readouterr().err,
+                            f"3 of {IMAGES} prediction PNGs are missing", str(pred_path(case, 2)))
+    assert "--predict-dir" in line
+
+
+def test_missing_gt_directory_is_named(case, capsys):
+    shutil.rmtree(case["gt"])
+    assert_one_error(main(base_args(case)), capsys.readouterr().err, "--gt-dir", str(case["gt"]))
+
+
+def test_size_mismatch_names_both_files(case, capsys):
+    ids = read_mask(pred_path(case, 3))
+    write_mask(pred_path(case, 3), ids[:, :-1])
+    assert_one_error(main(base_args(case)), capsys.readouterr().err, str(pred_path(case, 3)),
+                     str(case["gt"] / case["masks"][3]), "size")
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "LA", "I;16"])
+def test_non_rgb_png_explains_the_encoding(case, capsys, mode):
+    ids = read_mask(pred_path(case, 1))
+    Image.fromarray(ids.astype(np.uint8)).convert(mode).save(pred_path(case, 1))
+    assert_one_error(main(base_args(case)), capsys.readouterr().err, str(pred_path(case, 1)),
+                     "R + 256*G", "RGB")
+
+
+def test_sixteen_bit_rgb_png_is_refused(case):
+    # 8 bits per channel is part of the encoding; a 48-bit PNG header alone must be refused.
+    path = pred_path(case, 0)
+    data = bytearray(path.read_bytes())
+    data[24] = 16  # IHDR bit depth
+    path.write_bytes(bytes(data))
+    from evaluation.pairs import check_png
+    from imagenets.errors import UserError
+    with pytest.raises(UserError, match="16 bits per channel"):
+        check_png(path)
+
+
+def test_not_a_png_is_named(case, capsys):
+    pred_path(case, 2).write_bytes(b"this is not an image")
+    assert_one_error(main(base_args(case)), capsys.readouterr().err, str(pred_path(case, 2)), "not a PNG")
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_truncated_png_is_named_even_from_a_worker(case, capsys, workers):
+    path = case["gt"] / case["masks"][4]
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])  # the header is intact: found while decoding
+    args = base_args(case)
+    args[args.index("--workers") + 1] = workers
+    assert_one_error(main(args), capsys.readouterr().err, str(path), "corrupt")
+
+
+def test_gt_of_another_subset_is_named(case, capsys):
+    path = case["gt"] / case["masks"][0]
+    ids = read_mask(path)
+    ids[0, 0] = 300
+    write_mask(path, ids)
+    assert_one_error(main(base_args(case)), capsys.readouterr().err, str(path), "--mode")
+
+
+def test_unknown_mode_is_refused_with_status_2(case, capsys):
+    args = base_args(case)
+    args[args.index("--mode") + 1] = "51"
+    with pytest.raises(SystemExit) as exc:  # argparse's own refusal
+        main(args)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "--mode" in errors[0] and "51" in errors[0]
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("[1, 2, 3]", "not a match"),
+    ("{}", "not a match"),
+    ("{not json", "match file"),
+    ('{"1": "19", "0": 0}', "not an integer class id"),
+    ('{"one": 1, "0": 0}', "not an integer id"),
+    ('{"1": 51, "0": 0}', "outside the classes 1..50"),
+    ('{"1": 0, "0": 0}', "outside the classes 1..50"),
+    ('{"1": 1, "0": 4}', "must map to 0"),
+])
+def test_bad_match_file_is_named(case, capsys, content, needle):
+    match_file = case["tmp"] / "bad-match.json"
+    match_file.write_text(content)
+    assert_one_error(main(base_args(case) + ["--match", str(match_file)]), capsys.readouterr().err,
+                     str(match_file), needle)
+
+
+def test_missing_match_file_is_named(case, capsys):
+    match_file = case["tmp"] / "nowhere.json"
+    assert_one_error(main(base_args(case) + ["--match", str(match_file)]), capsys.readouterr().err,
+                     str(match_file))
+
+
+# ---- the installed ways in --------------------------------------------------------------------
+
+def run_tool(argv: List[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, cwd=str(cwd), capture_output=True, text=True, timeout=120)
+
+
+def test_console_script_and_script_file_work(case):
+    script = shutil.which("imagenets-evaluate")
+    if script is None:
+        pytest.skip("imagenets-evaluate is not installed (pip install -e .)")
+    out_file = case["tmp"] / "cli.json"
+    done = run_tool([script] + base_args(case) + ["--output", str(out_file)], case["tmp"])
+    assert done.returncode == 0, done.stderr
+    evaluator_py = Path(__file__).resolve().parents[1] / "evaluation" / "evaluator.py"
+    done = run_tool([sys.executable, str(evaluator_py)] + base_args(case), case["tmp"])
+    assert done.returncode == 0, done.stderr
+    assert json.loads(out_file.read_text())["images"] == IMAGES
+    pred_path(case, 0).unlink()
+    done = run_tool([script] + base_args(case), case["tmp"])
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: 1 of 8 prediction PNGs are missing")

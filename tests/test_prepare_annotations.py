@@ -1,0 +1,223 @@
+"""The annotation step: the archive from a loopback HTTP server, checksums, CRCs, unsafe entries, resumes."""
+
+from __future__ import annotations
+
+import http.server
+import stat
+import threading
+import zipfile
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import pytest
+
+from datapreparation.prepare import main
+from datapreparation.transfer import TMP_SUFFIX
+from imagenets.fake_imagenet import build_annotation_zip, tree_snapshot
+from imagenets.metadata import load_metadata
+from imagenets.subsets import get_subset
+
+ARCHIVE = get_subset(50).annotation_archive
+MASKS = 752 + 500
+
+
+class _RangeHandler(http.server.BaseHTTPRequestHandler):
+    """Serves the files of ``server.folder``, honouring ``Range: bytes=N-``; logs every request."""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        self.server.log.append((self.path, self.headers.get("Range")))
+        path = self.server.folder / self.path.lstrip("/")
+        if not path.is_file():
+            self.send_error(404)
+            return
+        body = path.read_bytes()
+        start = int(self.headers["Range"].split("=")[1].rstrip("-")) if self.headers.get("Range") else 0
+        self.send_response(206 if start else 200)
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        self.send_header("Content-Length", str(len(body) - start))
+        self.end_headers()
+        self.wfile.write(body[start:])
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture()
+def server(tmp_path):
+    """(base URL, served folder, request log) of a loopback HTTP server."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RangeHandler)
+    httpd.folder = tmp_path / "served"
+    httpd.folder.mkdir()
+    httpd.log: List[Tuple[str, Optional[str]]] = []
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/release", httpd.folder, httpd.log
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def meta(meta_dir):
+    return load_metadata(meta_dir=meta_dir)
+
+
+@pytest.fixture(scope="module")
+def good_zip(meta, tmp_path_factory):
+    path = tmp_path_factory.mktemp("zip") / ARCHIVE
+    return path, build_annotation_zip(path, meta, 50)
+
+
+def annotations(meta_dir, dest, *extra) -> int:
+    return main(["--save-dir", str(dest), "--mode", "50", "--meta-dir", str(meta_dir),
+                 "--steps", "annotations", "--quiet"] + [str(e) for e in extra])
+
+
+def serve(folder: Path, source: Path) -> None:
+    (folder / "release").mkdir(exist_ok=True)
+    (folder / "release" / ARCHIVE).write_bytes(source.read_bytes())
+
+
+def mask_files(dest: Path) -> List[Path]:
+    return [p for p in (dest / "ImageNetS50").rglob("*.png")]
+
+
+def test_download_extracts_masks_and_rerun_fetches_nothing(server, good_zip, meta_dir, tmp_path):
+    url, folder, log = server
+    serve(folder, good_zip[0])
+    dest = tmp_path / "dest"
+    assert annotations(meta_dir, dest, "--release-url", url, "--skip-checksum") == 0
+    assert log == [(f"/release/{ARCHIVE}", None)]
+    assert (dest / ARCHIVE).read_bytes() == good_zip[0].read_bytes()
+    for name, data in good_zip[1].items():
+        assert (dest / name).read_bytes() == data
+    assert len(mask_files(dest)) == MASKS
+    before = tree_snapshot(dest)
+    assert annotations(meta_dir, dest, "--release-url", url) == 0  # no download, so no checksum either
+    assert len(log) == 1
+    assert tree_snapshot(dest) == before
+
+
+def test_interrupted_download_is_resumed_with_a_range_request(server, good_zip, meta_dir, tmp_path):
+    url, folder, log = server
+    serve(folder, good_zip[0])
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    data = good_zip[0].read_bytes()
+    (dest / (ARCHIVE + ".part")).write_bytes(data[:1000])
+    assert annotations(meta_dir, dest, "--release-url", url, "--skip-checksum") == 0
+    assert log == [(f"/release/{ARCHIVE}", "bytes=1000-")]
+    assert (dest / ARCHIVE).read_bytes() == data
+    assert len(mask_files(dest)) == MASKS
+
+
+def test_checksum_mismatch_keeps_the_archive_and_names_skip_checksum(server, good_zip, meta_dir,
+                                                                     tmp_path, capsys):
+    url, folder, log = server
+    serve(folder, good_zip[0])
+    dest = tmp_path / "dest"
+    assert annotations(meta_dir, dest, "--release-url", url) == 2
+    err = capsys.readouterr().err
+    assert "--skip-checksum" in err and get_subset(50).annotation_md5 in err
+    assert (dest / ARCHIVE).is_file() and not mask_files(dest)
+    # The kept archive is used as is, without downloading it again.
+    assert annotations(meta_dir, dest, "--release-url", url, "--skip-checksum") == 0
+    assert len(log) == 1 and len(mask_files(dest)) == MASKS
+
+
+def test_environment_variables_stand_for_the_options(server, good_zip, meta_dir, tmp_path,
+                                                     monkeypatch):
+    url, folder, log = server
+    serve(folder, good_zip[0])
+    monkeypatch.setenv("IMAGENETS_RELEASE_URL", url)
+    monkeypatch.setenv("IMAGENETS_SKIP_CHECKSUM", "1")
+    assert annotations(meta_dir, tmp_path / "dest") == 0
+    assert len(log) == 1 and len(mask_files(tmp_path / "dest")) == MASKS
+
+
+def test_user_archive_with_wrong_md5_is_refused_unless_skip_checksum(good_zip, meta_dir, tmp_path,
+                                                                     capsys):
+    dest = tmp_path / "dest"
+    assert annotations(meta_dir, dest, "--annotations-zip", good_zip[0]) == 2
+    assert "--skip-checksum" in capsys.readouterr().err
+    assert not dest.exists()
+
+
+def corrupt_copy(source: Path, target: Path) -> Path:
+    """The archive with one byte of a stored PNG flipped: its CRC check fails."""
+    data = bytearray(source.read_bytes())
+    with zipfile.ZipFile(source) as archive:
+        info = archive.infolist()[10]
+    data[info.header_offset + 30 + len(info.filename) + 40] ^= 0xFF
+    target.write_bytes(bytes(data))
+    return target
+
+
+def test_corrupt_archive_is_refused_and_nothing_extracted(good_zip, meta_dir, tmp_path, capsys):
+    bad = corrupt_copy(good_zip[0], tmp_path / "bad.zip")
+    dest = tmp_path / "dest"
+    assert annotations(meta_dir, dest, "--annotations-zip", bad, "--skip-checksum") == 2
+    err = capsys.readouterr().err
+    assert "is corrupt" in err and "CRC" in err and "delete it" in err
+    assert not mask_files(dest)
+
+
+def test_truncated_archive_is_refused(good_zip, meta_dir, tmp_path, capsys):
+    cut = tmp_path / "cut.zip"
+    cut.write_bytes(good_zip[0].read_bytes()[:5000])
+    assert annotations(meta_dir, tmp_path / "dest", "--annotations-zip", cut, "--skip-checksum") == 2
+    assert "truncated or corrupt" in capsys.readouterr().err
+
+
+def _symlink_entry() -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo("ImageNetS50/validation-segmentation/link.png")
+    info.external_attr = (stat.S_IFLNK | 0o777) << 16
+    return info
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("ImageNetS50/validation-segmentation/../../../escape.png", "a '..' component"),
+    ("/tmp/escape.png", "an absolute path"),
+    (None, "a symbolic link"),
+])
+def test_unsafe_entries_refuse_the_whole_archive(name, reason, meta, meta_dir, tmp_path, capsys):
+    path = tmp_path / "unsafe.zip"
+    build_annotation_zip(path, meta, 50)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr(name or _symlink_entry(), b"/etc/passwd")
+    dest = tmp_path / "dest"
+    assert annotations(meta_dir, dest, "--annotations-zip", path, "--skip-checksum") == 2
+    err = capsys.readouterr().err
+    assert reason in err and "refusing to extract anything" in err
+    assert not mask_files(dest) and not (tmp_path / "escape.png").exists()
+
+
+def test_archive_lacking_masks_is_an_error(meta, meta_dir, tmp_path, capsys):
+    path = tmp_path / "short.zip"
+    build_annotation_zip(path, meta, 50, skip=3)
+    assert annotations(meta_dir, tmp_path / "dest", "--annotations-zip", path, "--skip-checksum") == 2
+    assert "lacks 3 of the masks" in capsys.readouterr().err
+
+
+def test_archive_of_another_subset_is_refused(meta_dir, tmp_path, capsys):
+    path = tmp_path / "other.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("ImageNetS300/validation-segmentation/x.png", b"x")
+    assert annotations(meta_dir, tmp_path / "dest", "--annotations-zip", path) == 2
+    assert "holds ImageNetS50/ entries" in capsys.readouterr().err
+
+
+def test_interrupted_extraction_is_completed(good_zip, meta_dir, tmp_path):
+    dest = tmp_path / "dest"
+    names = list(good_zip[1])
+    for name in names[:100]:
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        (dest / name).write_bytes(good_zip[1][name])
+    torn = dest / names[100]
+    torn.parent.mkdir(parents=True, exist_ok=True)
+    leftover = torn.with_name(f".{torn.name}.123-456{TMP_SUFFIX}")
+    leftover.write_bytes(b"\x89PNG half")
+    assert annotations(meta_dir, dest, "--annotations-zip", good_zip[0], "--skip-checksum") == 0
+    assert not leftover.exists()
+    assert len(mask_files(dest)) == MASKS
+    assert torn.read_bytes() == good_zip[1][names[100]]

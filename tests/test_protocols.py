@@ -1,0 +1,460 @@
+"""Benchmark protocols: apply-match, submission and score on small synthetic predictions."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from evaluation import apply_match, score, submission
+from evaluation.evaluator import evaluate_predictions, json_ready
+from evaluation.protocols import (APPLIED_MARKER, MATCH_REQUIRED, PROTOCOLS, match_rule, method_text,
+                                  parse_method_text)
+from evaluation.submission_check import split_entries
+from evaluation.zipsafe import parse_size
+from imagenets.codec import read_mask, write_mask
+from imagenets.errors import UserError
+from imagenets.metadata import load_metadata
+from imagenets.subsets import get_subset
+
+K = 50
+SUBSET = get_subset(K)
+METHOD_ARGS = ["--method-name", "Toy", "--train-data", "ImageNet-1k train, no labels",
+               "--train-scheme", "clustering", "--networks", "ResNet-50", "--link", "none",
+               "--description", "a toy method"]
+
+
+def small_meta(meta_dir: Path, root: Path) -> Path:
+    """A metadata folder with the real categories but only a handful of validation and test images."""
+    for rel in (SUBSET.categories_file, f"classnames/ImageNetS_classnames_im{K}.txt"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(meta_dir / rel, root / rel)
+    for rel, step in ((SUBSET.validation_names_file, 100), (SUBSET.mapping_file("test"), 300)):
+        lines = (meta_dir / rel).read_text().splitlines()[::step]
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("\n".join(lines))
+    return root
+
+
+@pytest.fixture
+def case(meta_dir, tmp_path):
+    """Synthetic GT, cluster-id predictions (a permutation of the classes, some noise) and their match."""
+    meta = load_metadata(small_meta(meta_dir, tmp_path / "meta"))
+    rng = np.random.default_rng(0)
+    cluster_of = rng.permutation(K) + 1            # class c is predicted as cluster cluster_of[c - 1]
+    class_ids = meta.class_ids(SUBSET)
+    names = meta.validation_names(SUBSET)
+    for index, (image, mask) in enumerate(names):
+        h, w = 10, 12 + index
+        gt = np.zeros((h, w), dtype=np.int32)
+        gt[2:3 + index, 3:w - 2] = class_ids[mask.split("/")[0]]  # objects of every size bucket
+        gt[0, :3] = 1000
+        pred = gt.copy()
+        pred[gt == 1000] = 0
+        noise = rng.random((h, w)) < 0.15
+        pred[noise] = rng.integers(0, K + 1, size=int(noise.sum()))
+        pred = np.where(pred > 0, cluster_of[np.maximum(pred, 1) - 1], 0)
+        write_mask(tmp_path / "gt" / mask, gt)
+        write_mask(tmp_path / "pred" / mask, pred)
+        (tmp_path / "images" / "validation" / image).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (w, h)).save(tmp_path / "images" / "validation" / image, format="JPEG")
+    match = {str(int(p)): c for c, p in enumerate(cluster_of, 1)}
+    match["0"] = 0
+    (tmp_path / "match.json").write_text(json.dumps(match))
+    return {"root": tmp_path, "meta": meta, "meta_dir": tmp_path / "meta", "names": names,
+            "gt": tmp_path / "gt", "pred": tmp_path / "pred", "match": tmp_path / "match.json",
+            "images": tmp_path / "images"}
+
+
+def submit(case, predict_dir, *extra, protocol="fully-unsupervised", output="sub.zip"):
+    argv = ["--predict-dir", str(predict_dir), "--mode", "50", "--split", "validation", "--protocol", protocol,
+            *METHOD_ARGS, "-o", str(case["root"] / output), "--meta-dir", str(case["meta_dir"]),
+            "--workers", "0", "--quiet", *extra]
+    return submission.main(argv)
+
+
+def score_zip(case, zip_path, *extra):
+    return score.main([str(zip_path), "--gt-dir", str(case["gt"]), "--mode", "50", "--meta-dir",
+                       str(case["meta_dir"]), "--workers", "0", "--quiet", *extra])
+
+
+def direct_eval(case):
+    return evaluate_predictions(case["pred"], case["gt"], SUBSET, case["meta"], match_file=case["match"],
+                                workers=0, quiet=True)
+
+
+def assert_same_numbers(result, expected):
+    # NaN (an empty size bucket) is null in a JSON result.
+    result, expected = json_ready(result), json_ready(expected)
+    for key in ("mIoU", "mBIoU", "S", "MS", "ML", "L", "BS", "BMS", "BML", "BL", "Acc", "FMeasure", "IoUs",
+                "images"):
+        got, want = result[key], expected[key]
+        assert got == (want if want is None else pytest.approx(want)), key
+
+
+def first_mask(case) -> str:
+    return case["names"][0][1]
+
+
+# ---- the protocol table --------------------------------------------------------------------
+
+def test_every_protocol_of_the_benchmark_is_in_the_table():
+    assert list(PROTOCOLS) == ["fully-unsupervised", "distance-matching", "semi-supervised", "free"]
+    assert [p.name for p in PROTOCOLS.values() if p.match == MATCH_REQUIRED] == ["fully-unsupervised"]
+    assert all(p.labels and p.predictions and p.title for p in PROTOCOLS.values())
+
+
+@pytest.mark.parametrize("name", ["distance-matching", "semi-supervised", "free"])
+def test_match_file_with_a_class_id_protocol_draws_a_warning(name):
+    assert match_rule(PROTOCOLS[name], has_match=True, matched=False)
+    assert match_rule(PROTOCOLS[name], has_match=False, matched=False) == []
+
+
+def test_fully_unsupervised_needs_a_match_or_matched_predictions():
+    protocol = PROTOCOLS["fully-unsupervised"]
+    with pytest.raises(UserError, match="apply-match"):
+        match_rule(protocol, has_match=False, matched=False)
+    with pytest.raises(UserError, match="applied twice"):
+        match_rule(protocol, has_match=True, matched=True)
+    assert match_rule(protocol, has_match=True, matched=False) == []
+    assert match_rule(protocol, has_match=False, matched=None) == []  # a received zip: trusted
+
+
+def test_method_text_round_trips_and_refuses_multiline_fields():
+    fields = {"Method name": "M", "Protocol": "free", "Subset": "ImageNetS50", "Split": "test",
+              "Training data": "d", "Training scheme": "s", "Networks": "n", "Link": "l", "Description": "x: y"}
+    text = method_text(fields)
+    assert text.splitlines()[:2] == ["Method name: M", "Protocol: free"]
+    assert parse_method_text(text) == fields
+    with pytest.raises(UserError, match="Description"):
+        method_text({**fields, "Description": "two\nlines"})
+
+
+def test_sizes_take_binary_units():
+    assert parse_size("4G") == 4 * 1024 ** 3
+    assert parse_size("500MiB") == 500 * 1024 ** 2
+    with pytest.raises(UserError):
+        parse_size("lots")
+
+
+# ---- apply-match ---------------------------------------------------------------------------
+
+def test_apply_match_maps_every_png_through_the_match(case):
+    out = case["root"] / "matched"
+    assert apply_match.main(["--predict-dir", str(case["pred"]), "--match", str(case["match"]),
+                             "--output-dir", str(out), "--workers", "0", "--quiet"]) == 0
+    match = {int(k): v for k, v in json.loads(case["match"].read_text()).items()}
+    for _image, mask in case["names"]:
+        expected = np.vectorize(match.get)(read_mask(case["pred"] / mask))
+        assert np.array_equal(read_mask(out / mask), expected)
+    assert (out / APPLIED_MARKER).is_file()
+
+
+def test_apply_match_second_run_changes_nothing(case):
+    out = case["root"] / "matched"
+    first = apply_match.apply_match(case["pred"], case["match"], out, workers=0, quiet=True)
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    second = apply_match.apply_match(case["pred"], case["match"], out, workers=0, quiet=True)
+    assert (first.written, second.written, second.kept) == (len(case["names"]), 0, len(case["names"]))
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == stamps
+
+
+def test_apply_match_resumes_an_interrupted_run(case):
+    out = case["root"] / "matched"
+    apply_match.apply_match(case["pred"], case["match"], out, workers=0, quiet=True)
+    (out / first_mask(case)).unlink()
+    stats = apply_match.apply_match(case["pred"], case["match"], out, workers=0, quiet=True)
+    assert (stats.written, stats.kept) == (1, len(case["names"]) - 1)
+
+
+def test_apply_match_with_a_new_match_rewrites_every_output(case):
+    out = case["root"] / "matched"
+    apply_match.apply_match(case["pred"], case["match"], out, workers=0, quiet=True)
+    other = case["root"] / "other.json"
+    other.write_text(json.dumps({**{str(p): p for p in range(1, K + 1)}, "0": 0}))
+    stats = apply_match.apply_match(case["pred"], other, out, workers=0, quiet=True)
+    assert stats.written == len(case["names"])
+    mask = first_mask(case)
+    assert np.array_equal(read_mask(out / mask), read_mask(case["pred"] / mask))
+
+
+def test_apply_match_keeps_uncovered_ids_above_k_and_warns(case, capsys):
+    mask = first_mask(case)
+    pred = read_mask(case["pred"] / mask)
+    pred[0, 0], pred[0, 1] = 700, 60
+    write_mask(case["pred"] / mask, pred)
+    dropped = int(pred[(pred > 0) & (pred <= K)][0])
+    partial = {k: v for k, v in json.loads(case["match"].read_text()).items() if k != str(dropped)}
+    partial_file = case["root"] / "partial.json"
+    partial_file.write_text(json.dumps(partial))
+    out = case["root"] / "matched"
+    apply_match.apply_match(case["pred"], partial_file, out, mode="50", workers=0, quiet=True)
+    written = read_mask(out / mask)
+    assert (written[0, 0], written[0, 1]) == (700, 60)
+    assert (written[pred == dropped] == 65535).all()  # an uncovered cluster 1..K must not pass for a class
+    assert "does not cover" in capsys.readouterr().err
+
+
+def test_apply_match_refuses_an_output_inside_the_predictions(case, capsys):
+    assert apply_match.main(["--predict-dir", str(case["pred"]), "--match", str(case["match"]),
+                             "--output-dir", str(case["pred"] / "matched"), "--quiet"]) == 2
+    assert "overlap" in capsys.readouterr().err
+
+
+# ---- round trips ---------------------------------------------------------------------------
+
+def test_round_trip_through_apply_match_gives_the_evaluator_numbers(case, capsys):
+    out = case["root"] / "matched"
+    apply_match.apply_match(case["pred"], case["match"], out, workers=0, quiet=True)
+    assert submit(case, out) == 0
+    assert score_zip(case, case["root"] / "sub.zip", "--output", str(case["root"] / "score.json")) == 0
+    result = json.loads((case["root"] / "score.json").read_text())
+    assert_same_numbers(result, direct_eval(case))
+    assert result["protocol"] == "fully-unsupervised" and result["match"] is None
+
+
+def test_round_trip_with_match_in_the_zip_gives_the_evaluator_numbers(case):
+    assert submit(case, case["pred"], "--match", str(case["match"]), "--workers", "2") == 0
+    with zipfile.ZipFile(case["root"] / "sub.zip") as archive:
+        infos = {i.filename: i for i in archive.infolist()}
+        assert parse_method_text(archive.read("method.txt").decode())["Protocol"] == "fully-unsupervised"
+    assert set(infos) == {"method.txt", "match.json"} | {m for _i, m in case["names"]}
+    assert infos[first_mask(case)].compress_type == zipfile.ZIP_STORED
+    meta = case["meta"]
+    result = score.score_submission(case["root"] / "sub.zip", case["gt"], SUBSET, meta, workers=2, quiet=True)
+    assert_same_numbers(result, direct_eval(case))
+
+
+def test_umbrella_command_offers_the_protocol_commands(case):
+    from imagenets.cli import all_commands
+    assert {"apply-match", "submission", "score"} <= set(all_commands())
+
+
+# ---- submission refusals -------------------------------------------------------------------
+
+def refused(case, capsys, *extra, predict_dir=None, protocol="fully-unsupervised"):
+    code = submit(case, predict_dir or case["pred"], "--match", str(case["match"]), *extra, protocol=protocol)
+    err = capsys.readouterr().err
+    assert code == 2 and not (case["root"] / "sub.zip").exists(), err
+    assert not list(case["root"].glob(".sub.zip.*")), "a temporary zip was left behind"
+    return err
+
+
+def test_submission_refuses_a_missing_png(case, capsys):
+    (case["pred"] / first_mask(case)).unlink()
+    err = refused(case, capsys)
+    assert "missing: 1" in err and first_mask(case) in err
+
+
+def test_submission_refuses_an_extra_file(case, capsys):
+    (case["pred"] / "n01443537" / "notes.txt").write_text("x")
+    assert "extra: 1" in refused(case, capsys)
+
+
+def test_submission_refuses_a_png_of_the_wrong_size(case, capsys):
+    mask = first_mask(case)
+    write_mask(case["pred"] / mask, np.zeros((4, 4), dtype=np.int32))
+    err = refused(case, capsys, "--images", str(case["images"]))
+    assert "wrong-size: 1" in err and "4x4" in err
+
+
+def test_submission_refuses_a_palette_png(case, capsys):
+    Image.new("P", (12, 10)).save(case["pred"] / first_mask(case))
+    assert "not-rgb: 1" in refused(case, capsys)
+
+
+def test_submission_refuses_out_of_range_ids(case, capsys):
+    mask = first_mask(case)
+    pred = read_mask(case["pred"] / mask)
+    pred[0, 0] = 51
+    write_mask(case["pred"] / mask, pred)
+    assert "out-of-range: 1" in refused(case, capsys, protocol="free")
+
+
+def test_submission_refuses_fully_unsupervised_cluster_ids_without_a_match(case, capsys):
+    assert submit(case, case["pred"]) == 2
+    assert "--match" in capsys.readouterr().err
+    assert submit(case, case["pred"], "--matched") == 0  # the submitter declares class ids
+
+
+def test_submission_refuses_a_match_on_matched_predictions(case, capsys):
+    out = case["root"] / "matched"
+    apply_match.apply_match(case["pred"], case["match"], out, workers=0, quiet=True)
+    assert "applied twice" in refused(case, capsys, predict_dir=out)
+    assert "applied twice" in refused(case, capsys, predict_dir=out, protocol="free")
+    assert "applied twice" in refused(case, capsys, "--matched")
+
+
+def test_submission_warns_about_a_match_with_the_semi_supervised_protocol(case, capsys):
+    assert submit(case, case["pred"], "--match", str(case["match"]), protocol="semi-supervised") == 0
+    assert "unexpected" in capsys.readouterr().err
+    with zipfile.ZipFile(case["root"] / "sub.zip") as archive:
+        assert "match.json" in archive.namelist()
+
+
+def test_submission_report_lists_every_problem_as_json(case, capsys):
+    (case["pred"] / first_mask(case)).unlink()
+    report = case["root"] / "report.json"
+    refused(case, capsys, "--report", str(report))
+    data = json.loads(report.read_text())
+    assert data["ok"] is False and data["problems"]["missing"]["items"] == [first_mask(case)]
+
+
+# ---- score refusals ------------------------------------------------------------------------
+
+@pytest.fixture
+def good_zip(case):
+    assert submit(case, case["pred"], "--match", str(case["match"])) == 0
+    return case["root"] / "sub.zip"
+
+
+@pytest.fixture
+def scratch(tmp_path, monkeypatch):
+    """Temporary folders of score go here, so a test can see that none is left behind."""
+    folder = tmp_path / "scratch"
+    folder.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(folder))
+    return folder
+
+
+def rezip(src: Path, dst: Path, drop=(), add=()):
+    """Copy a zip, leaving out names in ``drop`` and adding (ZipInfo or name, bytes) pairs."""
+    with zipfile.ZipFile(src) as old, zipfile.ZipFile(dst, "w") as new:
+        for info in old.infolist():
+            if info.filename not in drop:
+                new.writestr(info, old.read(info))
+        for name, data in add:
+            new.writestr(name, data)
+    return dst
+
+
+def score_refused(case, capsys, zip_path, scratch, *extra):
+    code = score_zip(case, zip_path, *extra)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert list(scratch.iterdir()) == [], "the temporary folder was left behind"
+    return err
+
+
+def test_score_refuses_a_parent_path_entry_before_extracting(case, capsys, good_zip, scratch):
+    bad = rezip(good_zip, case["root"] / "bad.zip", add=[("../x", b"evil")])
+    err = score_refused(case, capsys, bad, scratch)
+    assert "'..'" in err and "nothing was extracted" in err
+    assert not (scratch.parent / "x").exists()
+
+
+def test_score_refuses_an_absolute_path_entry(case, capsys, good_zip, scratch):
+    bad = rezip(good_zip, case["root"] / "bad.zip", add=[("/tmp/x", b"evil")])
+    assert "absolute path" in score_refused(case, capsys, bad, scratch)
+
+
+def test_score_refuses_a_symlink_entry(case, capsys, good_zip, scratch):
+    link = zipfile.ZipInfo("n01443537/link.png")
+    link.external_attr = (stat.S_IFLNK | 0o777) << 16
+    bad = rezip(good_zip, case["root"] / "bad.zip", add=[(link, b"/etc/passwd")])
+    assert "symbolic link" in score_refused(case, capsys, bad, scratch)
+
+
+def test_score_refuses_an_oversized_zip(case, capsys, good_zip, scratch):
+    assert "--max-extract-size" in score_refused(case, capsys, good_zip, scratch, "--max-extract-size", "1K")
+
+
+def test_score_refuses_too_many_entries(case, capsys, good_zip, scratch):
+    assert "more than the cap 3" in score_refused(case, capsys, good_zip, scratch, "--max-entries", "3")
+
+
+def test_score_refuses_a_file_that_is_not_a_zip(case, capsys, scratch):
+    (case["root"] / "fake.zip").write_text("not a zip")
+    assert "not a readable zip" in score_refused(case, capsys, case["root"] / "fake.zip", scratch)
+
+
+def test_score_refuses_a_zip_without_method_txt(case, capsys, good_zip, scratch):
+    bad = rezip(good_zip, case["root"] / "bad.zip", drop={"method.txt"})
+    assert "method.txt (missing)" in score_refused(case, capsys, bad, scratch)
+
+
+def test_score_refuses_a_zip_for_another_subset(case, capsys, good_zip, scratch):
+    with zipfile.ZipFile(good_zip) as archive:
+        text = archive.read("method.txt").decode().replace("ImageNetS50", "ImageNetS300")
+    bad = rezip(good_zip, case["root"] / "bad.zip", drop={"method.txt"}, add=[("method.txt", text)])
+    assert "Subset ImageNetS300" in score_refused(case, capsys, bad, scratch)
+
+
+def test_score_refuses_missing_and_extra_pngs(case, capsys, good_zip, scratch):
+    bad = rezip(good_zip, case["root"] / "bad.zip", drop={first_mask(case)}, add=[("n01443537/x.png", b"")])
+    err = score_refused(case, capsys, bad, scratch)
+    assert "missing: 1" in err and "extra: 1" in err
+
+
+def test_score_refuses_pngs_of_the_wrong_size_palette_or_out_of_range(case, capsys, good_zip, scratch):
+    names = [m for _i, m in case["names"]]
+    work = case["root"] / "work"
+    write_mask(work / "small.png", np.zeros((3, 3), dtype=np.int32))
+    Image.new("P", (13, 10)).save(work / "palette.png")
+    write_mask(work / "range.png", np.full((10, 14), 999, dtype=np.int32))
+    swaps = {names[0]: "small.png", names[1]: "palette.png", names[2]: "range.png"}
+    bad = rezip(good_zip, case["root"] / "bad.zip", drop=set(swaps),
+                add=[(name, (work / file).read_bytes()) for name, file in swaps.items()])
+    err = score_refused(case, capsys, bad, scratch)
+    assert "wrong-size: 1" in err and "not-rgb: 1" in err and "out-of-range: 1" in err
+
+
+def test_score_leaves_no_temporary_folder_after_success(case, good_zip, scratch):
+    assert score_zip(case, good_zip) == 0
+    assert list(scratch.iterdir()) == []
+
+
+def test_score_lists_the_protocol_in_its_report(case, good_zip, capsys):
+    assert score.main([str(good_zip), "--gt-dir", str(case["gt"]), "--mode", "50", "--meta-dir",
+                       str(case["meta_dir"]), "--workers", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "protocol fully-unsupervised, method Toy" in out and "mIoU" in out
+
+
+def test_every_option_has_help_text():
+    for command in (apply_match.COMMAND, submission.COMMAND, score.COMMAND):
+        parser = command.build_parser("x")
+        assert all(action.help for action in parser._actions), command.name
+        assert parser.format_help()  # %-formatting of every help string works
+
+
+def test_extracted_files_stay_in_the_extraction_folder(case, good_zip, tmp_path):
+    from evaluation.zipsafe import safe_extract
+    names = safe_extract(good_zip, tmp_path / "x", quiet=True)
+    assert len(names) == len(case["names"]) + 2
+    assert all((tmp_path / "x" / n).resolve().is_relative_to((tmp_path / "x").resolve()) for n in names)
+    assert not any(os.path.islink(tmp_path / "x" / n) for n in names)
+
+
+def test_submission_with_images_accepts_predictions_of_the_right_size(case):
+    assert submit(case, case["pred"], "--match", str(case["match"]), "--images", str(case["images"]),
+                  "--check-only") == 0
+    assert not (case["root"] / "sub.zip").exists()
+
+
+def test_test_split_takes_its_list_from_the_test_mapping(case, capsys):
+    meta = case["meta"]
+    masks = [m for _i, m in split_entries(meta, SUBSET, "test")]
+    assert masks and all(m.endswith(".png") for m in masks)
+    for index, mask in enumerate(masks):
+        ids = np.full((6, 7), meta.class_ids(SUBSET)[mask.split("/")[0]], dtype=np.int32)
+        ids[:, :index] = 0
+        write_mask(case["root"] / "test-gt" / mask, ids)
+        write_mask(case["root"] / "test-pred" / mask, np.roll(ids, 1, axis=1))
+    # Validation predictions are not a test submission.
+    assert submit(case, case["pred"], "--split", "test", "--matched") == 2
+    assert "missing: " in capsys.readouterr().err
+    assert submit(case, case["root"] / "test-pred", "--split", "test", protocol="free") == 0
+    result = score.score_submission(case["root"] / "sub.zip", case["root"] / "test-gt", SUBSET, meta,
+                                    split="test", workers=0, quiet=True)
+    expected = evaluate_predictions(case["root"] / "test-pred", case["root"] / "test-gt", SUBSET, meta,
+                                    workers=0, quiet=True, names=masks)
+    assert result["images"] == len(masks)
+    assert_same_numbers(result, expected)
