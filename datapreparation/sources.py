@@ -8,7 +8,6 @@ from typing import Dict, FrozenSet, List, Optional, Tuple
 
 from imagenets.errors import UserError
 # One definition of where a train-semi image comes from, shared with the fake-tree builder.
-from imagenets.fake_imagenet import train_semi_source  # noqa: F401 (re-exported for steps)
 
 WNID = re.compile(r"^n\d{8}$")
 VAL_IMAGE = re.compile(r"^ILSVRC2012_val_\d+\.JPEG$", re.IGNORECASE)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from typing import Dict, List, Tuple
 
+from imagenets.metadata import train_semi_source
 from imagenets.subsets import Subset
 
-from .sources import LAYOUT_TEXT, ImageNetSource, train_semi_source
+from .sources import LAYOUT_TEXT, ImageNetSource
 from .transfer import DestIndex, Plan, add_dir, add_files, add_link
 
 #: Every step, in the order a full run does them.

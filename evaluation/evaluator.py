@@ -20,7 +20,6 @@ if __package__ in (None, ""):
 from imagenets.cli import (Command, add_device_argument, add_meta_argument, add_mode_argument,
                            add_quiet_argument, add_workers_argument)
 from imagenets.codec import read_mask
-from imagenets.device import resolve_device
 from imagenets.errors import UserError, info, warn
 from imagenets.fileio import write_json_atomic
 from imagenets.metadata import Metadata, load_metadata
@@ -30,7 +29,7 @@ from evaluation.matchfile import load_match, match_lut
 from evaluation.metrics import SUMMARY_KEYS, InvalidGroundTruth, SegmentationMetrics, nan_to_none
 from evaluation.pairs import Pair, prepare_pairs
 from evaluation.report import class_table, summary_table
-from evaluation.runner import map_reduce
+from evaluation.runner import counting_device, map_reduce
 
 
 def read_pair(pair: Pair, lut: Optional[np.ndarray] = None):
@@ -72,7 +71,7 @@ def evaluate_predictions(predict_dir: Path, gt_dir: Path, subset: Subset, meta: 
                          match_file: Optional[Path] = None, workers: int = 2, device: str = "auto",
                          quiet: bool = False, names: Optional[List[str]] = None) -> Dict[str, object]:
     """Evaluate a prediction folder over the subset's validation list (or the mask paths ``names``)."""
-    resolve_device(device)  # validates the choice; the counting kernel runs on the CPU
+    counting_device(device, quiet)
     k = subset.num_classes
     lut = match_lut(load_match(match_file, k)) if match_file else None
     if names is None:
@@ -130,15 +129,23 @@ def run(args: argparse.Namespace) -> int:
     meta = load_metadata(args.meta_dir, quiet=args.quiet)
     result = evaluate_predictions(args.predict_dir, args.gt_dir, subset, meta, match_file=args.match,
                                   workers=args.workers, device=args.device, quiet=args.quiet)
-    if args.output:
-        write_json_atomic(args.output, json_ready(result))
-        info(f"wrote {args.output}", args.quiet)
     if args.plot:
         from evaluation.plot import plot_result  # Pillow drawing: loaded only when asked for
 
         plot_result(args.plot, result, meta, subset)
         info(f"wrote {args.plot}", args.quiet)
-    if not args.quiet:
+    return publish(result, meta, subset, args.output, args.quiet)
+
+
+def publish(result: Dict[str, object], meta: Metadata, subset: Subset, output: Optional[Path],
+            quiet: bool, heading: str = "") -> int:
+    """Write ``--output`` JSON (if asked) and print the tables (unless quiet); shared by score."""
+    if output:
+        write_json_atomic(output, json_ready(result))
+        info(f"wrote {output}", quiet)
+    if not quiet:
+        if heading:
+            print(heading)
         print(format_report(result, meta, subset))
     return 0
 

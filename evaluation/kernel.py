@@ -109,7 +109,9 @@ def joint_table(gt: np.ndarray, pred: np.ndarray, num_classes: int,
     else:
         np.not_equal(row_changes, 0, out=starts[:, 1:])
     first = np.flatnonzero(starts)
-    lengths = np.diff(first, append=h * w)
+    lengths = np.empty_like(first)  # run lengths (np.diff with append= costs more than the pass)
+    np.subtract(first[1:], first[:-1], out=lengths[:-1])
+    lengths[-1] = h * w - first[-1]
     g = gt.reshape(-1)[first]
     p = pred.reshape(-1)[first]
     gt_ids = np.flatnonzero(np.bincount(g))

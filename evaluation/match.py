@@ -18,7 +18,6 @@ if __package__ in (None, ""):
 
 from imagenets.cli import (Command, add_device_argument, add_meta_argument, add_mode_argument,
                            add_quiet_argument, add_workers_argument)
-from imagenets.device import resolve_device
 from imagenets.errors import UserError, info
 from imagenets.fileio import write_json_atomic
 from imagenets.metadata import Metadata, load_metadata
@@ -29,7 +28,7 @@ from evaluation.evaluator import read_pair
 from evaluation.kernel import joint_table
 from evaluation.matchfile import match_to_json, save_match
 from evaluation.pairs import Pair, prepare_pairs
-from evaluation.runner import map_reduce
+from evaluation.runner import counting_device, map_reduce
 
 
 class _CountChunk:
@@ -50,7 +49,7 @@ class _CountChunk:
 def compute_match(predict_dir: Path, gt_dir: Path, subset: Subset, meta: Metadata, method: str = "image",
                   workers: int = 2, device: str = "auto", quiet: bool = False) -> Dict[str, object]:
     """Count co-occurrences over the validation list and solve the assignment."""
-    resolve_device(device)  # validates the choice; counting and the assignment run on the CPU
+    counting_device(device, quiet)
     k = subset.num_classes
     names = [mask for _image, mask in meta.validation_names(subset)]
     pairs = prepare_pairs(names, Path(gt_dir), Path(predict_dir), quiet=quiet)

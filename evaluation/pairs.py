@@ -13,7 +13,7 @@ from imagenets.errors import UserError
 from imagenets.progress import progress
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_COLOR_TYPES = {0: "grayscale (L)", 2: "RGB", 3: "palette (P)", 4: "grayscale+alpha (LA)", 6: "RGBA"}
+COLOR_TYPES = {0: "grayscale (L)", 2: "RGB", 3: "palette (P)", 4: "grayscale+alpha (LA)", 6: "RGBA"}
 SHOW = 5  # how many paths a report names
 
 
@@ -73,7 +73,7 @@ def check_png(path: Path) -> Tuple[int, int]:
     """Header check of one mask: RGB/RGBA with 8 bits per channel; returns (width, height)."""
     width, height, depth, color = png_header(path)
     if color not in (2, 6):
-        kind = _COLOR_TYPES.get(color, f"colour type {color}")
+        kind = COLOR_TYPES.get(color, f"colour type {color}")
         raise UserError(f"{path} is a {kind} PNG, not RGB: {ENCODING_HINT}; re-save it in that encoding "
                         "(e.g. `imagenets convert --to rgb`)")
     if depth != 8:

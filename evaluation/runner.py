@@ -11,7 +11,8 @@ from typing import Callable, List, Optional, Sequence, TypeVar
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from imagenets.errors import UserError
+from imagenets.device import resolve_device
+from imagenets.errors import UserError, info
 from imagenets.progress import progress
 
 T = TypeVar("T")
@@ -93,3 +94,14 @@ def map_reduce(items: Sequence[T], work: Callable[[Sequence[T]], R], reduce: Cal
                 raise UserError(value)
             reduce(value)
             bar.update(n)
+
+
+def counting_device(device: str, quiet: bool = False) -> None:
+    """Validate ``--device`` for the counting commands, which always count on the CPU.
+
+    Counting costs less than decoding the PNGs (the floor), so a GPU cannot speed it up; say so
+    rather than ignore the flag silently.
+    """
+    if resolve_device(device).type != "cpu":
+        info(f"note: --device {device}: counting runs on the CPU workers (PNG decoding bounds it); "
+             "the GPU is used by distance-matching", quiet)

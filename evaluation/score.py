@@ -16,12 +16,11 @@ from typing import Dict, List, Optional, Tuple
 
 from imagenets.cli import (Command, add_device_argument, add_meta_argument, add_mode_argument,
                            add_quiet_argument, add_workers_argument)
-from imagenets.errors import UserError, info, warn
-from imagenets.fileio import write_json_atomic
+from imagenets.errors import UserError, warn
 from imagenets.metadata import Metadata, load_metadata
 from imagenets.subsets import Subset, get_subset
 
-from evaluation.evaluator import evaluate_predictions, format_report, json_ready
+from evaluation.evaluator import evaluate_predictions, publish
 from evaluation.matchfile import parse_match
 from evaluation.protocols import (CONTEXT_FIELDS, MATCH_FILE, METHOD_FIELDS, METHOD_FILE, PROTOCOLS, Protocol,
                                   match_rule, parse_method_text)
@@ -139,13 +138,9 @@ def run(args: argparse.Namespace) -> int:
     result = score_submission(args.submission, args.gt_dir, subset, meta, split=args.split,
                               workers=args.workers, device=args.device, quiet=args.quiet,
                               max_size=args.max_extract_size, max_entries=args.max_entries)
-    if args.output:
-        write_json_atomic(args.output, json_ready(result))
-        info(f"wrote {args.output}", args.quiet)
-    if not args.quiet:
-        print(f"submission {args.submission}: protocol {result['protocol']}, method {result['method_name']}")
-        print(format_report(result, meta, subset))
-    return 0
+    return publish(result, meta, subset, args.output, args.quiet,
+                   heading=f"submission {args.submission}: protocol {result['protocol']}, "
+                           f"method {result['method_name']}")
 
 
 COMMAND = Command("score", "score a submission.zip locally, as the benchmark server does",

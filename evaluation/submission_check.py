@@ -16,7 +16,7 @@ from imagenets.errors import UserError
 from imagenets.metadata import Metadata
 from imagenets.subsets import Subset
 
-from evaluation.pairs import _COLOR_TYPES, SHOW, png_header
+from evaluation.pairs import COLOR_TYPES, SHOW, png_header
 from evaluation.runner import map_reduce
 
 SPLITS = ("test", "validation")
@@ -165,7 +165,7 @@ class _PixelCheck:
             report.add("not-rgb", f"{item.name} (not a PNG file)")
             return
         if color not in (2, 6) or depth != 8:
-            kind = _COLOR_TYPES.get(color, f"colour type {color}")
+            kind = COLOR_TYPES.get(color, f"colour type {color}")
             report.add("not-rgb", f"{item.name} ({kind}, {depth}-bit)")
             return
         if item.reference is not None:

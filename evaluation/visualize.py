@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import html
 import math
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path

@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, NoReturn, Optional, Sequence
 
 from . import __version__
 from .device import DEVICE_CHOICES
@@ -19,6 +19,13 @@ from .errors import EXIT_BAD_INPUT, UserError, warn
 from .subsets import MODES
 
 ENTRY_POINT_GROUP = "imagenets.commands"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the toolbox's bad-input contract: one ``error:`` line, exit status 2."""
+
+    def error(self, message: str) -> "NoReturn":  # type: ignore[override]
+        self.exit(EXIT_BAD_INPUT, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
 @dataclass
@@ -32,8 +39,8 @@ class Command:
     description: str = ""
 
     def build_parser(self, prog: Optional[str] = None) -> argparse.ArgumentParser:
-        parser = argparse.ArgumentParser(prog=prog, description=self.description or self.help,
-                                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        parser = ArgumentParser(prog=prog, description=self.description or self.help,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         self.add_arguments(parser)
         return parser
 
@@ -75,7 +82,7 @@ def add_meta_argument(parser: argparse.ArgumentParser) -> None:
 
 def add_workers_argument(parser: argparse.ArgumentParser, default: int = 2) -> None:
     parser.add_argument("--workers", type=int, default=default, metavar="N",
-                        help="worker processes (0 = do everything in the main process)")
+                        help="parallel workers (0 = do everything in the main process)")
 
 
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
@@ -90,10 +97,15 @@ def add_quiet_argument(parser: argparse.ArgumentParser) -> None:
 
 # ---- the umbrella command --------------------------------------------------------------
 
-def core_commands() -> List[Command]:
-    """Commands implemented in this core package."""
+CORE_MODULES = {"meta": "meta_cli", "convert": "convert", "demo": "demo"}
+
+
+def core_commands(only: Optional[str] = None) -> List[Command]:
+    """Commands implemented in this core package (just ``only`` when given)."""
     found = []
-    for module in ("meta_cli", "convert", "demo"):
+    for name, module in CORE_MODULES.items():
+        if only is not None and name != only:
+            continue
         try:
             found.append(__import__(f"imagenets.{module}", fromlist=["COMMAND"]).COMMAND)
         except ImportError:
@@ -101,16 +113,21 @@ def core_commands() -> List[Command]:
     return found
 
 
-def plugin_commands() -> List[Command]:
-    """Commands registered by evaluation/datapreparation under the entry-point group."""
+def _entry_points():
     from importlib import metadata
 
     try:
-        eps = metadata.entry_points(group=ENTRY_POINT_GROUP)
+        return list(metadata.entry_points(group=ENTRY_POINT_GROUP))
     except TypeError:  # Python < 3.10
-        eps = metadata.entry_points().get(ENTRY_POINT_GROUP, [])
+        return list(metadata.entry_points().get(ENTRY_POINT_GROUP, []))
+
+
+def plugin_commands(only: Optional[str] = None) -> List[Command]:
+    """Commands registered by evaluation/datapreparation under the entry-point group."""
     found = []
-    for ep in eps:
+    for ep in _entry_points():
+        if only is not None and ep.name != only:
+            continue
         try:
             found.append(ep.load())
         except (ImportError, AttributeError):
@@ -121,13 +138,19 @@ def plugin_commands() -> List[Command]:
     return found
 
 
-def all_commands() -> Dict[str, Command]:
+def all_commands(only: Optional[str] = None) -> Dict[str, Command]:
+    """Every command; with ``only``, just that one when it exists (imports stay lazy: a command
+    that never computes does not pay for loading torch)."""
+    if only is not None and (only in CORE_MODULES or any(ep.name == only for ep in _entry_points())):
+        commands = {c.name: c for c in core_commands(only) + plugin_commands(only)}
+        if commands:
+            return commands
     commands = {c.name: c for c in core_commands() + plugin_commands()}
     return dict(sorted(commands.items()))
 
 
 def build_parser(commands: Dict[str, Command]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="imagenets",
         description="ImageNet-S toolbox: prepare the dataset, evaluate predictions exactly as "
                     "the benchmark does, and take part in its protocols.")
@@ -143,7 +166,9 @@ def build_parser(commands: Dict[str, Command]) -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``imagenets``."""
-    parser = build_parser(all_commands())
+    argv = list(sys.argv[1:] if argv is None else argv)
+    wanted = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(all_commands(wanted))
     args = parser.parse_args(argv)
     if not getattr(args, "_command", None):
         parser.print_help()

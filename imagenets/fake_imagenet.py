@@ -18,6 +18,7 @@ from PIL import Image
 
 from .codec import encode
 from .fileio import PathLike, atomic_path
+from .metadata import train_semi_source
 from .subsets import IGNORE, OTHER, Subset, get_subset
 
 #: ImageNet classes in no ImageNet-S subset do exist; fake ones stand for them (outside every list).
@@ -70,15 +71,6 @@ def jpeg_comment(data: bytes) -> Optional[str]:
 def _write(path: str, data: bytes) -> None:
     with open(path, "wb") as out:
         out.write(data)
-
-
-def train_semi_source(image_rel: str) -> Tuple[str, str]:
-    """(ImageNet class, file name) of a train-semi list entry: the class is the name before ``_``.
-
-    It differs from the entry's folder for 919's merged classes (``n04355933/n04356056_3162.JPEG``).
-    """
-    name = image_rel.rsplit("/", 1)[-1]
-    return name.split("_", 1)[0], name
 
 
 def build_fake_imagenet(root: PathLike, meta, subsets: Iterable[Union[int, str, Subset]] = (50,),

@@ -323,3 +323,12 @@ class Metadata:
     def missing_lists(self, subset: SubsetLike) -> List[str]:
         """The official list files of ``subset`` absent from this directory."""
         return [rel for rel in get_subset(subset).list_files if not (self.root / rel).is_file()]
+
+
+def train_semi_source(image_rel: str) -> Tuple[str, str]:
+    """(ImageNet class, file name) of a train-semi list entry: the class is the name before ``_``.
+
+    It differs from the entry's folder for 919's merged classes (``n04355933/n04356056_3162.JPEG``).
+    """
+    name = image_rel.rsplit("/", 1)[-1]
+    return name.split("_", 1)[0], name

@@ -18,7 +18,7 @@ from PIL import Image
 
 from .codec import encode, write_mask
 from .errors import UserError
-from .fake_imagenet import train_semi_source
+from .metadata import train_semi_source
 from .fileio import PathLike, atomic_path, write_text_atomic
 from .progress import progress
 from .subsets import IGNORE, OTHER, Subset, get_subset
@@ -402,20 +402,21 @@ LAYOUTS = ("imagenet", "prepared")
 def write_synthetic_dataset(out_dir: PathLike, meta, subset: SubsetLike, *, layout: str = "imagenet",
                             sides: Tuple[int, int] = (24, 200), seed: int = 0, permute: bool = True,
                             quality: float = 0.8, out_of_range: float = 0.0, train_per_class: int = 2,
-                            workers: int = 0, quiet: bool = False) -> Dict[str, object]:
+                            predictions_dir: Optional[PathLike] = None, workers: int = 0,
+                            quiet: bool = False) -> Dict[str, object]:
     """A whole synthetic ImageNet-S: photos, GT masks and a method's predictions (cluster ids).
 
     ``layout="imagenet"``: ``out_dir/imagenet/{train,val}`` (an ImageNet-1k copy, val in class folders)
     and ``out_dir/ImageNetS{K}-synthetic.zip`` (shaped like the official mask archive), the input of
     ``imagenets prepare``. ``layout="prepared"``: ``out_dir/ImageNetS{K}/`` as prepare leaves it.
-    Both: ``out_dir/predictions/{validation,test}/<wnid>/<name>.png``. Returns the paths, the
-    permutation and the image counts.
+    Both: ``<predictions_dir, default out_dir/predictions>/{validation,test}/<wnid>/<name>.png``.
+    Returns the paths, the permutation and the image counts.
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}")
     subset, class_ids, maker = _prepare(meta, subset, seed, permute, quality, out_of_range, sides)
     out = Path(out_dir)
-    predictions = out / "predictions"
+    predictions = Path(predictions_dir) if predictions_dir is not None else out / "predictions"
     if layout == "imagenet":
         base = out / "imagenet"
         archive: Optional[Path] = out / f"{subset.name}-synthetic.zip"

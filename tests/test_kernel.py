@@ -143,3 +143,21 @@ def test_joint_table_without_boundaries_puts_everything_in_the_first_cell():
     plain = joint_table(gt, pred, 4, with_boundaries=False)
     np.testing.assert_array_equal(plain.counts[:, :, 0, 0], full.counts.sum(axis=(2, 3)))
     assert plain.counts[:, :, 1, :].sum() == 0 and plain.counts[:, :, :, 1].sum() == 0
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 13), (13, 1), (2, 3), (5, 5)])
+def test_joint_table_on_degenerate_shapes(shape):
+    rng = np.random.default_rng(shape[0] * 31 + shape[1])
+    gt = rng.choice([0, 2, 1000], size=shape).astype(np.int32)
+    pred = rng.choice([0, 1, 2, 9], size=shape).astype(np.int32)
+    table = joint_table(gt, pred, 3)
+    assert table_as_dict(table) == brute_table(gt, pred, 3, boundary_width(*shape))
+
+
+def test_joint_table_on_pure_noise_where_every_pixel_is_a_run():
+    rng = np.random.default_rng(9)
+    gt = rng.integers(0, 6, size=(23, 31)).astype(np.int32)
+    pred = rng.integers(0, 4000, size=(23, 31)).astype(np.int32)  # mostly out of range
+    table = joint_table(gt, pred, 5)
+    assert table_as_dict(table) == brute_table(gt, pred, 5, boundary_width(23, 31))
+    assert table.counts.dtype == np.int64 and table.counts.sum() == gt.size

@@ -17,7 +17,7 @@ from imagenets.codec import read_mask, write_mask
 from imagenets.metadata import load_metadata
 from imagenets.synthetic import write_synthetic_benchmark, write_synthetic_meta
 
-from test_evaluator_cli import assert_one_error, run_tool  # noqa: E402  (tests/ is on sys.path)
+from test_evaluator_cli import assert_one_error, exit_status, run_tool  # noqa: E402  (tests/ is on sys.path)
 
 K = 50
 IMAGES = 10
@@ -122,9 +122,7 @@ def test_size_mismatch_is_named(case, capsys):
 def test_unknown_mode_is_refused_with_status_2(case, capsys):
     args = args_for(case)
     args[args.index("--mode") + 1] = "100"
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    assert exc.value.code == 2
+    assert exit_status(main, args) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "--mode" in err
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from imagenets.codec import read_mask
 from imagenets.errors import UserError
 from imagenets.metadata import load_metadata
 from imagenets.subsets import IGNORE, get_subset
-from imagenets.synthetic import synthetic_pair, write_synthetic_benchmark, write_synthetic_meta
+from imagenets.synthetic import (synthetic_pair, synthetic_photo, write_synthetic_benchmark, write_synthetic_dataset,
+                                 write_synthetic_meta)
 
 
 def _tree_bytes(root: Path):
@@ -147,3 +151,61 @@ def test_benchmark_on_the_official_lists_uses_the_real_names(tmp_path, meta_dir)
     assert result["images"] == 752
     first = meta.validation_names(50)[0][1]
     assert (result["gt_dir"] / first).is_file() and (result["pred_dir"] / first).is_file()
+
+
+# ---- whole synthetic datasets -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = write_synthetic_meta(tmp_path_factory.mktemp("tiny"), 50, validation=8, test=4, train_semi=5)
+    return load_metadata(root)
+
+
+def test_imagenet_layout_feeds_prepare(tmp_path, tiny):
+    result = write_synthetic_dataset(tmp_path, tiny, 50, sides=(24, 40), train_per_class=1, quiet=True)
+    imagenet = result["root"]
+    with zipfile.ZipFile(result["annotations_zip"]) as archive:
+        names = set(archive.namelist())
+        assert names == {f"ImageNetS50/validation-segmentation/{m}" for _, m in tiny.validation_names(50)} | \
+            {f"ImageNetS50/train-semi-segmentation/{m}" for _, m in tiny.train_semi_names(50)}
+        src, dst = tiny.mapping(50, "validation")[0]
+        mask = Image.open(io.BytesIO(archive.read(f"ImageNetS50/validation-segmentation/{dst[:-4]}png")))
+        with Image.open(imagenet / "val" / src) as photo:
+            assert photo.format == "JPEG" and photo.size == mask.size
+    for src, _ in tiny.mapping(50, "test"):
+        assert (imagenet / "val" / src).is_file()
+    for image, _ in tiny.train_semi_names(50):
+        assert (imagenet / "train" / image).is_file()
+    assert len(list((imagenet / "train").rglob("*.JPEG"))) == 50 + 5
+    assert result["images"] == {"validation": 8, "test": 4, "train-semi": 5, "train": 55}
+    assert len(list(result["pred_dirs"]["test"].rglob("*.png"))) == 4
+
+
+def test_prepared_layout_is_the_tree_prepare_builds(tmp_path, tiny):
+    result = write_synthetic_dataset(tmp_path, tiny, 50, layout="prepared", sides=(24, 32), train_per_class=0,
+                                     quiet=True, predictions_dir=tmp_path / "elsewhere")
+    base = tmp_path / "ImageNetS50"
+    assert result["root"] == base and result["annotations_zip"] is None
+    for image, mask in tiny.validation_names(50):
+        assert (base / "validation" / image).is_file() and (base / "validation-segmentation" / mask).is_file()
+        assert (tmp_path / "elsewhere" / "validation" / mask).is_file()
+    for image, mask in tiny.train_semi_names(50):
+        assert (base / "train-semi" / image).is_file() and (base / "train" / image).is_file()
+    assert len(list((base / "test").rglob("*.JPEG"))) == 4
+
+
+def test_dataset_is_the_same_with_more_workers(tmp_path, tiny):
+    for workers in (0, 2):
+        write_synthetic_dataset(tmp_path / str(workers), tiny, 50, sides=(24, 32), train_per_class=1,
+                                workers=workers, quiet=True)
+    assert _tree_bytes(tmp_path / "0") == _tree_bytes(tmp_path / "2")
+
+
+def test_photo_paints_each_class_in_its_own_colour():
+    gt = np.zeros((30, 30), dtype=np.int32)
+    gt[5:15, 5:15] = 3
+    gt[18:28, 18:28] = 9
+    photo = synthetic_photo(gt, 0, 1).astype(float)
+    assert (synthetic_photo(gt, 0, 1) == photo).all()
+    three, nine = photo[5:15, 5:15].mean((0, 1)), photo[18:28, 18:28].mean((0, 1))
+    assert np.abs(three - nine).max() > 20

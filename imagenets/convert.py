@@ -1,0 +1,141 @@
+"""``imagenets convert``: masks as single-channel 16-bit PNGs (the id itself) and back to RGB, lossless.
+
+Many segmentation frameworks read labels from grayscale PNGs; ImageNet-S ids (up to 1000) need 16 bits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import numpy as np
+from PIL import Image
+
+from .cli import Command, add_quiet_argument, add_workers_argument
+from .codec import MAX_ID, read_mask, write_mask
+from .errors import UserError, info, warn
+from .fileio import atomic_path
+from .progress import progress
+
+TARGETS = ("gray16", "rgb")
+#: Pillow's names of single-channel images that may hold 16-bit ids.
+GRAY16_MODES = ("I;16", "I;16B", "I;16L", "I")
+GRAY16_HINT = "a gray16 mask is a single-channel 16-bit PNG whose pixel value is the id"
+
+
+def read_gray16(path: Path) -> np.ndarray:
+    """Ids of a 16-bit grayscale mask as int32; anything else is a UserError naming the file."""
+    try:
+        with Image.open(path) as image:
+            mode = image.mode
+            if mode not in GRAY16_MODES:
+                extra = " (8-bit grayscale cannot hold the ignore id 1000)" if mode in ("L", "P") else ""
+                raise UserError(f"{path} is not a 16-bit grayscale PNG (mode {mode}){extra}: {GRAY16_HINT}; "
+                                "convert RGB masks with `imagenets convert --to gray16`")
+            ids = np.asarray(image).astype(np.int64)
+    except UserError:
+        raise
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise UserError(f"cannot decode {path} ({exc}): the PNG is unreadable or corrupt; re-export it") from None
+    if ids.size and (ids.min() < 0 or ids.max() > MAX_ID):
+        raise UserError(f"{path} holds values outside 0..{MAX_ID}: {GRAY16_HINT}")
+    return ids.astype(np.int32)
+
+
+def write_gray16(path: Path, ids: np.ndarray) -> None:
+    """Write ids as a 16-bit grayscale PNG, atomically."""
+    if ids.size and (ids.min() < 0 or ids.max() > MAX_ID):
+        raise UserError(f"{path}: ids outside 0..{MAX_ID} do not fit a 16-bit PNG")
+    with atomic_path(path) as tmp:
+        Image.fromarray(ids.astype(np.uint16)).save(tmp, format="PNG")
+
+
+def convert_one(source: Path, target: Path, to: str) -> None:
+    """One mask, RGB -> gray16 or gray16 -> RGB; the ids do not change."""
+    if to == "gray16":
+        write_gray16(target, read_mask(source))
+    else:
+        write_mask(target, read_gray16(source))
+
+
+def find_masks(input_dir: Path) -> Tuple[List[Path], int]:
+    """(every *.png under ``input_dir``, relative and sorted; number of other files)."""
+    masks, others = [], 0
+    for folder, dirs, files in os.walk(input_dir, followlinks=True):
+        dirs.sort()
+        for name in files:
+            if name.lower().endswith(".png"):
+                masks.append(Path(folder, name).relative_to(input_dir))
+            elif not name.startswith("."):
+                others += 1
+    return sorted(masks), others
+
+
+def convert_tree(input_dir: Path, output_dir: Path, to: str, workers: int = 2, quiet: bool = False) -> int:
+    """Convert every PNG under ``input_dir`` into the same relative path under ``output_dir``."""
+    if to not in TARGETS:
+        raise UserError(f"--to {to!r}: use one of {', '.join(TARGETS)}")
+    if workers < 0:
+        raise UserError(f"--workers {workers}: use 0 (work in the main thread) or more")
+    input_dir, output_dir = Path(input_dir), Path(output_dir)
+    if not input_dir.is_dir():
+        raise UserError(f"--input-dir {input_dir} is not a directory: point it at a folder of mask PNGs")
+    source, target = input_dir.resolve(), output_dir.resolve()
+    if source == target or source in target.parents or target in source.parents:
+        raise UserError(f"--output-dir {output_dir} overlaps --input-dir {input_dir}: choose a separate folder")
+    masks, others = find_masks(input_dir)
+    if not masks:
+        raise UserError(f"no .png files under --input-dir {input_dir}: point it at a folder of masks")
+    if others:
+        warn(f"{others} files under {input_dir} are not .png and were left out")
+
+    def one(rel: Path) -> None:
+        convert_one(input_dir / rel, output_dir / rel, to)
+
+    with progress(total=len(masks), desc=f"to {to}", quiet=quiet, unit="mask") as bar:
+        if workers <= 1:
+            for rel in masks:
+                one(rel)
+                bar.update()
+        else:
+            # Threads suffice: PNG decoding/encoding and numpy release the GIL.
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                for _ in pool.map(one, masks):
+                    bar.update()
+    return len(masks)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--to", required=True, choices=TARGETS,
+                        help="gray16: RGB masks (id = R + 256*G) to single-channel 16-bit PNGs holding the "
+                             "id; rgb: back to the ImageNet-S RGB encoding")
+    parser.add_argument("--input-dir", required=True, type=Path, metavar="DIR",
+                        help="folder of mask PNGs (searched recursively)")
+    parser.add_argument("--output-dir", required=True, type=Path, metavar="DIR",
+                        help="where the converted masks go, same relative paths (must not overlap --input-dir)")
+    add_workers_argument(parser)
+    add_quiet_argument(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    count = convert_tree(args.input_dir, args.output_dir, args.to, args.workers, args.quiet)
+    info(f"converted {count} masks to {args.to} in {args.output_dir}", args.quiet)
+    return 0
+
+
+COMMAND = Command("convert", "convert masks between RGB (R + 256*G) and 16-bit grayscale PNGs, lossless",
+                  add_arguments, run,
+                  description="Convert ImageNet-S masks to single-channel 16-bit PNGs whose value is the id "
+                              "(for frameworks that read grayscale labels), or back to RGB; ids are kept exactly.")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return COMMAND.main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""``imagenets.datasets.ImageNetS`` and the joint transforms over a small synthetic prepared tree."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from imagenets.codec import decode, encode, read_mask
+from imagenets.datasets import ImageNetS
+from imagenets.errors import UserError
+from imagenets.metadata import load_metadata
+from imagenets.subsets import IGNORE
+from imagenets.synthetic import write_synthetic_dataset, write_synthetic_meta
+from imagenets.transforms import (CenterCrop, Compose, Normalize, RandomCrop, RandomHorizontalFlip, Resize,
+                                  ToTensor, training_transforms)
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    """DEST with ImageNetS50/ (12 validation, 5 test, 6 train-semi images, 1 train image per class)."""
+    root = tmp_path_factory.mktemp("tree")
+    meta = load_metadata(write_synthetic_meta(root / "meta", 50, validation=12, test=5, train_semi=6))
+    write_synthetic_dataset(root / "dest", meta, 50, layout="prepared", sides=(24, 40), train_per_class=1,
+                            quiet=True)
+    return root
+
+
+def _data(tree, split, **kwargs):
+    return ImageNetS(tree / "dest", 50, split, meta_dir=str(tree / "meta"), **kwargs)
+
+
+def test_validation_yields_images_and_int64_masks(tree):
+    data = _data(tree, "validation")
+    assert len(data) == 12
+    image, mask = data[3]
+    assert isinstance(image, Image.Image) and image.mode == "RGB"
+    assert mask.dtype == torch.int64 and tuple(mask.shape) == (image.height, image.width)
+    assert torch.equal(mask, torch.from_numpy(read_mask(data.samples[3][1]).astype(np.int64)))
+    assert set(mask.unique().tolist()) <= set(range(51)) | {IGNORE}
+
+
+def test_train_semi_yields_masks_too(tree):
+    data = _data(tree, "train-semi")
+    assert len(data) == 6
+    _image, mask = data[0]
+    assert mask.dtype == torch.int64
+
+
+def test_test_yields_images_only(tree):
+    data = _data(tree, "test")
+    assert len(data) == 5 and isinstance(data[0], Image.Image)
+
+
+def test_train_class_index_follows_the_sorted_categories(tree):
+    data = _data(tree, "train")
+    assert len(data) == 50 + 6  # one image per class plus the train-semi images
+    for path, index in data.samples:
+        assert path.split("/")[-2] == data.classes[index]
+    assert data[0][1] == data.samples[0][1]
+
+
+def test_root_may_be_the_subset_folder(tree):
+    assert len(ImageNetS(tree / "dest" / "ImageNetS50", 50, "validation", meta_dir=str(tree / "meta"))) == 12
+
+
+def test_works_in_a_dataloader_with_workers(tree):
+    data = _data(tree, "validation", transforms=training_transforms(crop=32, resize=36))
+    images, masks = next(iter(DataLoader(data, batch_size=4, num_workers=2)))
+    assert images.shape == (4, 3, 32, 32) and images.dtype == torch.float32
+    assert masks.shape == (4, 32, 32) and masks.dtype == torch.int64
+
+
+def test_missing_masks_are_named(tree, tmp_path):
+    import shutil
+
+    dest = tmp_path / "dest"
+    shutil.copytree(tree / "dest", dest)
+    data = _data(tree, "validation")
+    victim = dest / "ImageNetS50" / "validation-segmentation" / data.samples[0][1].split(
+        "validation-segmentation/")[1]
+    victim.unlink()
+    with pytest.raises(UserError, match=r"1 of 12 validation masks are missing.*imagenets prepare"):
+        ImageNetS(dest, 50, "validation", meta_dir=str(tree / "meta"))
+    shutil.rmtree(dest / "ImageNetS50" / "test")
+    with pytest.raises(UserError, match="test"):
+        ImageNetS(dest, 50, "test", meta_dir=str(tree / "meta"))
+
+
+def test_a_folder_without_the_subset_is_a_user_error(tmp_path, tree):
+    with pytest.raises(UserError, match="ImageNetS50"):
+        ImageNetS(tmp_path, 50, "validation", meta_dir=str(tree / "meta"))
+
+
+def test_unknown_split_is_a_user_error(tree):
+    with pytest.raises(UserError, match="split"):
+        _data(tree, "val")
+
+
+# ---- joint transforms -----------------------------------------------------------------------------
+
+def _coded_sample(h=20, w=30, seed=0):
+    """An image whose colour encodes its mask id, so alignment can be checked pixel by pixel."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, 51, size=(h, w))
+    return Image.fromarray(encode(ids), "RGB"), torch.from_numpy(ids.astype(np.int64))
+
+
+def _ids_of(tensor_image):
+    rgb = (tensor_image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    return decode(rgb)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_crop_and_flip_keep_image_and_mask_aligned(seed):
+    torch.manual_seed(seed)
+    image, mask = _coded_sample(seed=seed)
+    out_image, out_mask = Compose([RandomCrop(24), RandomHorizontalFlip(), ToTensor()])(image, mask)
+    assert out_image.shape == (3, 24, 24) and out_mask.shape == (24, 24)
+    ids = _ids_of(out_image)
+    real = out_mask != IGNORE
+    assert (ids[real.numpy()] == out_mask[real].numpy()).all()
+    # 20 rows padded to 24: the padding is IGNORE in the mask, 0 in the image.
+    assert (out_mask == IGNORE).sum() == 4 * 24
+
+
+def test_resize_sets_the_shorter_side_and_keeps_mask_ids():
+    image, mask = _coded_sample(20, 30)
+    out_image, out_mask = Resize(40)(image, mask)
+    assert (out_image.height, out_image.width) == (40, 60) and out_mask.shape == (40, 60)
+    assert set(out_mask.unique().tolist()) <= set(mask.unique().tolist())
+    assert out_mask[0, 0] == mask[0, 0] and out_mask[-1, -1] == mask[-1, -1]
+
+
+def test_resize_and_center_crop_work_on_tensors_too():
+    image, mask = _coded_sample(20, 30)
+    tensor, _ = ToTensor()(image)
+    out_image, out_mask = Compose([Resize((10, 15)), CenterCrop(8)])(tensor, mask)
+    assert out_image.shape == (3, 8, 8) and out_mask.shape == (8, 8)
+
+
+def test_flip_mirrors_both():
+    torch.manual_seed(0)
+    image, mask = _coded_sample()
+    out_image, out_mask = RandomHorizontalFlip(p=1.0)(image, mask)
+    assert torch.equal(out_mask, mask.flip(-1))
+    assert (decode(np.asarray(out_image)) == out_mask.numpy()).all()
+
+
+def test_normalize_needs_a_tensor():
+    image, mask = _coded_sample()
+    with pytest.raises(TypeError, match="ToTensor"):
+        Normalize()(image, mask)
+    tensor, _ = ToTensor()(image)
+    normalized, same = Normalize(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))(tensor, mask)
+    assert same is mask and torch.allclose(normalized, tensor * 2 - 1)
