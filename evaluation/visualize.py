@@ -284,7 +284,7 @@ def visualize(images: Path, gt_dir: Path, predict_dir: Path, out: Path, mode: st
     shown = ordered[:limit] if limit else ordered
     labels = {OTHER: "other"}
     labels.update({i: name for i, name in enumerate(meta.class_names(subset), 1)})
-    note = "   (prediction through the match)" if lut is not None else ""
+    note = "   (matched)" if lut is not None else ""
     out = Path(out)
     map_reduce(list(enumerate(shown, 1)),
                _Render(k, lut, Path(images), Path(gt_dir), Path(predict_dir), out, labels, note),
