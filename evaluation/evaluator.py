@@ -25,7 +25,7 @@ from imagenets.fileio import write_json_atomic
 from imagenets.metadata import Metadata, load_metadata
 from imagenets.subsets import Subset, get_subset
 
-from evaluation.matchfile import load_match, match_lut
+from evaluation.matchfile import is_one_to_one, load_match, match_lut
 from evaluation.metrics import SUMMARY_KEYS, InvalidGroundTruth, SegmentationMetrics, nan_to_none
 from evaluation.pairs import Pair, prepare_pairs
 from evaluation.report import class_table, summary_table
@@ -52,16 +52,19 @@ def invalid_gt_error(pair: Pair, value: int, num_classes: int) -> UserError:
 class _EvaluateChunk:
     """Worker job: accumulate the metrics of a chunk of pairs (picklable)."""
 
-    def __init__(self, num_classes: int, lut: Optional[np.ndarray]):
+    def __init__(self, num_classes: int, lut: Optional[np.ndarray], one_to_one: bool = False):
         self.num_classes = num_classes
         self.lut = lut
+        # A one-to-one match is applied inside the kernel, per run instead of per pixel.
+        self.run_lut = lut if one_to_one else None
 
     def __call__(self, pairs: Sequence[Pair]) -> SegmentationMetrics:
         metrics = SegmentationMetrics(self.num_classes)
+        pixel_lut = None if self.run_lut is not None else self.lut
         for pair in pairs:
-            gt, pred = read_pair(pair, self.lut)
+            gt, pred = read_pair(pair, pixel_lut)
             try:
-                metrics.update(gt, pred)
+                metrics.update(gt, pred, pred_lut=self.run_lut)
             except InvalidGroundTruth as exc:
                 raise invalid_gt_error(pair, exc.args[0], self.num_classes) from None
         return metrics
@@ -73,12 +76,13 @@ def evaluate_predictions(predict_dir: Path, gt_dir: Path, subset: Subset, meta: 
     """Evaluate a prediction folder over the subset's validation list (or the mask paths ``names``)."""
     counting_device(device, quiet)
     k = subset.num_classes
-    lut = match_lut(load_match(match_file, k)) if match_file else None
+    mapping = load_match(match_file, k) if match_file else None
+    lut = match_lut(mapping) if mapping is not None else None
     if names is None:
         names = [mask for _image, mask in meta.validation_names(subset)]
     pairs = prepare_pairs(names, Path(gt_dir), Path(predict_dir), quiet=quiet)
     total = SegmentationMetrics(k)
-    map_reduce(pairs, _EvaluateChunk(k, lut), total.merge, workers=workers, quiet=quiet,
+    map_reduce(pairs, _EvaluateChunk(k, lut, mapping is not None and is_one_to_one(mapping)), total.merge, workers=workers, quiet=quiet,
                desc="evaluating")
     if total.out_of_range_pixels:
         what = ("prediction ids the match does not cover" if lut is not None

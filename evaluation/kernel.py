@@ -90,8 +90,12 @@ class JointTable:
 
 
 def joint_table(gt: np.ndarray, pred: np.ndarray, num_classes: int,
-                with_boundaries: bool = True) -> JointTable:
+                with_boundaries: bool = True, pred_lut: Optional[np.ndarray] = None) -> JointTable:
     """Count one pair. ``gt`` and ``pred``: HxW int32 ids, same shape, match already applied.
+
+    ``pred_lut``, if given, is a match applied here, per run rather than per pixel. Only for a
+    one-to-one match (:func:`evaluation.matchfile.is_one_to_one`): then mapping cannot merge two
+    ids, so the boundaries of every counted prediction pixel are those of the raw ids.
 
     Masks are piecewise constant, so the counting works on runs: a run starts wherever the GT,
     the prediction or a boundary flag changes along a row (and at every row start). A handful of
@@ -114,6 +118,8 @@ def joint_table(gt: np.ndarray, pred: np.ndarray, num_classes: int,
     lengths[-1] = h * w - first[-1]
     g = gt.reshape(-1)[first]
     p = pred.reshape(-1)[first]
+    if pred_lut is not None:
+        p = pred_lut.take(p)
     gt_ids = np.flatnonzero(np.bincount(g))
     in_range = p <= num_classes
     pred_ids = np.flatnonzero(np.bincount(p[in_range]))

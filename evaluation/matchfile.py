@@ -49,6 +49,12 @@ def load_match(path: PathLike, num_classes: int) -> Dict[int, int]:
     return parse_match(read_json(path, "match file"), num_classes, source=f"match file {path}")
 
 
+def is_one_to_one(mapping: Dict[int, int]) -> bool:
+    """True when no two prediction ids map to the same class (as match.py writes them)."""
+    classes = [v for k, v in mapping.items() if k != 0]
+    return len(set(classes)) == len(classes)
+
+
 def match_lut(mapping: Dict[int, int]) -> np.ndarray:
     """Lookup table over every mask id: covered ids -> their class, the rest -> UNCOVERED."""
     lut = np.full(MAX_ID + 1, UNCOVERED, dtype=np.int32)

@@ -61,9 +61,9 @@ class SegmentationMetrics:
         self.out_of_range_images = 0
 
     # -- accumulation ------------------------------------------------------------------
-    def update(self, gt: np.ndarray, pred: np.ndarray) -> None:
-        """Add one image (HxW int ids, match already applied)."""
-        self.update_table(joint_table(gt, pred, self.num_classes))
+    def update(self, gt: np.ndarray, pred: np.ndarray, pred_lut: Optional[np.ndarray] = None) -> None:
+        """Add one image (HxW int ids; match applied, or a one-to-one match given as ``pred_lut``)."""
+        self.update_table(joint_table(gt, pred, self.num_classes, pred_lut=pred_lut))
 
     def update_table(self, table: JointTable) -> None:
         """Add one image from its joint table."""
