@@ -27,7 +27,7 @@ from imagenets.subsets import Subset, get_subset
 
 from evaluation.matchfile import is_one_to_one, load_match, match_lut
 from evaluation.metrics import SUMMARY_KEYS, InvalidGroundTruth, SegmentationMetrics, nan_to_none
-from evaluation.pairs import Pair, prepare_pairs
+from evaluation.pairs import Pair, add_pair_arguments, prepare_pairs
 from evaluation.report import class_table, summary_table
 from evaluation.runner import counting_device, map_reduce
 
@@ -111,10 +111,7 @@ def json_ready(result: Dict[str, object]) -> Dict[str, object]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--predict-dir", required=True, type=Path, metavar="DIR",
-                        help="predictions: one <wnid>/<name>.png per validation image, id = R + 256*G")
-    parser.add_argument("--gt-dir", required=True, type=Path, metavar="DIR",
-                        help="ground truth: the subset's validation-segmentation folder")
+    add_pair_arguments(parser, "class ids 0..K, or cluster ids with --match")
     add_mode_argument(parser)
     add_workers_argument(parser)
     parser.add_argument("--match", type=Path, default=None, metavar="FILE",

@@ -27,7 +27,7 @@ from evaluation.cooccurrence import METHODS, Cooccurrence, best_match
 from evaluation.evaluator import read_pair
 from evaluation.kernel import joint_table
 from evaluation.matchfile import match_to_json, save_match
-from evaluation.pairs import Pair, prepare_pairs
+from evaluation.pairs import Pair, add_pair_arguments, prepare_pairs
 from evaluation.runner import counting_device, map_reduce
 
 
@@ -61,10 +61,7 @@ def compute_match(predict_dir: Path, gt_dir: Path, subset: Subset, meta: Metadat
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--predict-dir", required=True, type=Path, metavar="DIR",
-                        help="predictions with cluster ids 1..K: one <wnid>/<name>.png per validation image")
-    parser.add_argument("--gt-dir", required=True, type=Path, metavar="DIR",
-                        help="ground truth: the subset's validation-segmentation folder")
+    add_pair_arguments(parser, "cluster ids 1..K")
     add_mode_argument(parser)
     add_workers_argument(parser)
     parser.add_argument("--session-name", default="match", metavar="NAME",

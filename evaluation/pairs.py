@@ -26,6 +26,15 @@ class Pair:
     pred: Path
 
 
+def add_pair_arguments(parser, predictions: str) -> None:
+    """``--predict-dir`` and ``--gt-dir``, the two folders every evaluation reads."""
+    parser.add_argument("--predict-dir", required=True, type=Path, metavar="DIR",
+                        help=f"predictions ({predictions}): one <wnid>/<name>.png per validation image, "
+                             "id = R + 256*G")
+    parser.add_argument("--gt-dir", required=True, type=Path, metavar="DIR",
+                        help="ground truth: the subset's validation-segmentation folder")
+
+
 def make_pairs(mask_names: Iterable[str], gt_dir: Path, pred_dir: Path) -> List[Pair]:
     gt_dir, pred_dir = Path(gt_dir), Path(pred_dir)
     return [Pair(n, gt_dir / n, pred_dir / n) for n in mask_names]
