@@ -21,7 +21,7 @@ import numpy as np
 from imagenets.cli import Command, add_quiet_argument, add_workers_argument
 from imagenets.codec import MAX_ID, read_mask, write_mask
 from imagenets.errors import UserError, info, warn
-from imagenets.fileio import read_json, write_json_atomic
+from imagenets.fileio import folders_overlap, read_json, write_json_atomic
 from imagenets.subsets import MODES, SUBSETS, get_subset
 
 from evaluation.matchfile import UNCOVERED, load_match, match_lut, match_to_json
@@ -110,10 +110,6 @@ def find_pngs(root: Path) -> List[str]:
     return sorted(found)
 
 
-def _inside(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
-
-
 def start_marker(out_dir: Path, match_obj: Dict[str, int], source: Path, num_classes: int, force: bool) -> int:
     """Keep O's marker when it records the same match (a resumed run), else write a new one; returns its
     mtime: outputs older than it predate this match and are rewritten."""
@@ -137,8 +133,7 @@ def apply_match(predict_dir: Path, match_file: Path, output_dir: Path, mode: Opt
     predict_dir, output_dir = Path(predict_dir), Path(output_dir)
     if not predict_dir.is_dir():
         raise UserError(f"--predict-dir {predict_dir} is not a directory: check the path")
-    src, dst = predict_dir.resolve(), output_dir.resolve()
-    if _inside(dst, src) or _inside(src, dst):
+    if folders_overlap(predict_dir, output_dir):
         raise UserError(f"--output-dir {output_dir} and --predict-dir {predict_dir} overlap: write the matched "
                         "predictions to a separate folder (e.g. beside the raw predictions)")
     num_classes = get_subset(mode).num_classes if mode else None

@@ -18,7 +18,7 @@ from PIL import Image
 from .cli import Command, add_quiet_argument, add_workers_argument
 from .codec import MAX_ID, read_mask, write_mask
 from .errors import UserError, info, warn
-from .fileio import atomic_path
+from .fileio import atomic_path, folders_overlap
 from .progress import progress
 
 TARGETS = ("gray16", "rgb")
@@ -84,8 +84,7 @@ def convert_tree(input_dir: Path, output_dir: Path, to: str, workers: int = 2, q
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if not input_dir.is_dir():
         raise UserError(f"--input-dir {input_dir} is not a directory: point it at a folder of mask PNGs")
-    source, target = input_dir.resolve(), output_dir.resolve()
-    if source == target or source in target.parents or target in source.parents:
+    if folders_overlap(input_dir, output_dir):
         raise UserError(f"--output-dir {output_dir} overlaps --input-dir {input_dir}: choose a separate folder")
     masks, others = find_masks(input_dir)
     if not masks:

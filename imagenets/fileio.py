@@ -47,6 +47,12 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         raise
 
 
+def folders_overlap(a: PathLike, b: PathLike) -> bool:
+    """True when one folder is, or lies inside, the other (after resolving links)."""
+    a, b = Path(a).resolve(), Path(b).resolve()
+    return a == b or a in b.parents or b in a.parents
+
+
 def write_text_atomic(path: PathLike, text: str) -> None:
     """Write a text file atomically (UTF-8)."""
     with atomic_path(path) as tmp:
