@@ -12,7 +12,7 @@ from typing import Callable, List, Tuple
 
 import numpy as np
 
-from evaluation.assignment import linear_sum_assignment
+from imagenets.evaluation.engine.assignment import linear_sum_assignment
 
 
 def simulate_images(num_classes: int, num_images: int, seed: int) -> Tuple[List[np.ndarray], List[np.ndarray]]:

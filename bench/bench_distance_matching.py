@@ -15,8 +15,8 @@ import time
 
 import torch
 
-from evaluation.dm_embed import upsample
-from evaluation.dm_vote import CHUNK_ELEMENTS, VoteBank, knn_vote, vote_map
+from imagenets.evaluation.distance_matching.bank import upsample
+from imagenets.evaluation.distance_matching.vote import CHUNK_ELEMENTS, VoteBank, knn_vote, vote_map
 
 FEATURE_SIZE = (16, 21)
 

@@ -27,9 +27,9 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from evaluation.evaluator import evaluate_predictions  # noqa: E402
-from evaluation.matchfile import save_match  # noqa: E402
-from evaluation.pairs import make_pairs  # noqa: E402
+from imagenets.evaluation.engine.evaluation import evaluate_predictions  # noqa: E402
+from imagenets.evaluation.engine.matchfile import save_match  # noqa: E402
+from imagenets.evaluation.engine.inputs import make_pairs  # noqa: E402
 from imagenets.metadata import load_metadata  # noqa: E402
 from imagenets.subsets import get_subset  # noqa: E402
 
@@ -47,7 +47,7 @@ def synthetic_case(data: Path, k: int, pairs: int, sides: Tuple[int, int], worke
     marker = root / "complete.json"
     if marker.is_file():
         return paths
-    from imagenets.synthetic import write_synthetic_benchmark, write_synthetic_meta
+    from imagenets.demo.synthetic import write_synthetic_benchmark, write_synthetic_meta
 
     print(f"generating {pairs} pairs for K={k} in {root} (once) ...", file=sys.stderr, flush=True)
     start = time.perf_counter()

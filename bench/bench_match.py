@@ -29,11 +29,11 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from bench_evaluate import (DATA, MemorySampler, proportional_mb, synthetic_case, timed,  # noqa: E402
                             warm_page_cache)
-from evaluation.cooccurrence import Cooccurrence, best_match  # noqa: E402
-from evaluation.evaluator import evaluate_predictions  # noqa: E402
-from evaluation.match import _CountChunk, compute_match  # noqa: E402
-from evaluation.pairs import make_pairs, prepare_pairs  # noqa: E402
-from evaluation.runner import map_reduce  # noqa: E402
+from imagenets.evaluation.engine.cooccurrence import Cooccurrence, best_match  # noqa: E402
+from imagenets.evaluation.engine.evaluation import evaluate_predictions  # noqa: E402
+from imagenets.evaluation.engine.matching import _CountChunk, compute_match  # noqa: E402
+from imagenets.evaluation.engine.inputs import make_pairs, prepare_pairs  # noqa: E402
+from imagenets.evaluation.engine.parallel import map_reduce  # noqa: E402
 from imagenets.codec import write_mask  # noqa: E402
 from imagenets.metadata import load_metadata  # noqa: E402
 from imagenets.subsets import get_subset  # noqa: E402
@@ -83,7 +83,7 @@ def big_case(data: Path) -> Dict[str, Path]:
     paths = {"meta": root / "meta", "gt": root / "gt", "pred": root / "pred"}
     if (root / "complete").is_file():
         return paths
-    from imagenets.synthetic import synthetic_pair, write_synthetic_meta
+    from imagenets.demo.synthetic import synthetic_pair, write_synthetic_meta
 
     write_synthetic_meta(paths["meta"], K, validation=1, test=0, train_semi=0, seed=7)
     meta = load_metadata(paths["meta"])

@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 from typing import Dict
 
-from evaluation.evaluator import evaluate_predictions
-from evaluation.match import compute_match
-from evaluation.matchfile import save_match
-from evaluation.metrics import SUMMARY_KEYS
+from imagenets.evaluation.engine.evaluation import evaluate_predictions
+from imagenets.evaluation.engine.matching import compute_match
+from imagenets.evaluation.engine.matchfile import save_match
+from imagenets.evaluation.engine.metrics import SUMMARY_KEYS
 from imagenets.metadata import load_metadata
 from imagenets.subsets import get_subset
 

@@ -24,9 +24,10 @@ from typing import Callable, List
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # the fake ImageNet lives with the tests
 
-from datapreparation.prepare import add_arguments, run  # noqa: E402
-from imagenets.fake_imagenet import build_fake_imagenet  # noqa: E402
+from fake_imagenet import build_fake_imagenet  # noqa: E402
+from imagenets.datapreparation.prepare import add_arguments, run  # noqa: E402
 from imagenets.metadata import load_metadata  # noqa: E402
 from imagenets.subsets import get_subset  # noqa: E402
 

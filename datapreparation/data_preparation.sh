@@ -24,5 +24,5 @@ shift 4
 # One process for all steps (train, validation, test, train-semi, annotations): every source is
 # checked before anything is written. The repository root goes first on the path so that a clone
 # works without being installed.
-PYTHONPATH="$(dirname "$here")${PYTHONPATH:+:$PYTHONPATH}" "$python" -m datapreparation.prepare \
+PYTHONPATH="$(dirname "$here")${PYTHONPATH:+:$PYTHONPATH}" exec "$python" -m imagenets.datapreparation.prepare \
     --imagenet-dir "$imagenet" --save-dir "$dest" --mode "$mode" "${copy[@]+"${copy[@]}"}" "$@"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import sys
 
-sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # works from a clone
-from datapreparation.prepare import step_script_main  # noqa: E402
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # a clone works uninstalled
+from imagenets.datapreparation.prepare import step_script_main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(step_script_main(("train",)))

@@ -169,11 +169,6 @@ COMMAND = Command(
                 "rerun completes an interrupted run and changes nothing once all is complete.")
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``imagenets-prepare``."""
-    return COMMAND.main(argv, prog="imagenets-prepare")
-
-
 def step_script_main(steps: Sequence[str], argv: Optional[Sequence[str]] = None) -> int:
     """The ``datapreparation_*.py`` scripts: the prepare options, for fixed steps."""
     parser = argparse.ArgumentParser(
@@ -186,4 +181,4 @@ def step_script_main(steps: Sequence[str], argv: Optional[Sequence[str]] = None)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(COMMAND.main(prog="imagenets-prepare"))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
 
 if __package__ in (None, ""):
     # Run as a script (`cd evaluation; python match.py`, the original toolbox's usage): import the
@@ -19,45 +18,13 @@ if __package__ in (None, ""):
 from imagenets.cli import (Command, add_device_argument, add_meta_argument, add_mode_argument,
                            add_quiet_argument, add_workers_argument)
 from imagenets.errors import UserError, info
+from imagenets.evaluation.engine.cooccurrence import METHODS
+from imagenets.evaluation.engine.inputs import add_pair_arguments
+from imagenets.evaluation.engine.matchfile import match_to_json, save_match
+from imagenets.evaluation.engine.matching import compute_match
 from imagenets.fileio import write_json_atomic
-from imagenets.metadata import Metadata, load_metadata
-from imagenets.subsets import Subset, get_subset
-
-from evaluation.cooccurrence import METHODS, Cooccurrence, best_match
-from evaluation.evaluator import read_pair
-from evaluation.kernel import joint_table
-from evaluation.matchfile import match_to_json, save_match
-from evaluation.pairs import Pair, add_pair_arguments, prepare_pairs
-from evaluation.runner import counting_device, map_reduce
-
-
-class _CountChunk:
-    """Worker job: co-occurrence counts of a chunk of pairs (picklable)."""
-
-    def __init__(self, num_classes: int, method: str):
-        self.num_classes = num_classes
-        self.method = method
-
-    def __call__(self, pairs: Sequence[Pair]) -> Cooccurrence:
-        counts = Cooccurrence(self.num_classes, self.method)
-        for pair in pairs:
-            gt, pred = read_pair(pair)
-            counts.update_table(joint_table(gt, pred, self.num_classes, with_boundaries=False))
-        return counts
-
-
-def compute_match(predict_dir: Path, gt_dir: Path, subset: Subset, meta: Metadata, method: str = "image",
-                  workers: int = 2, device: str = "auto", quiet: bool = False) -> Dict[str, object]:
-    """Count co-occurrences over the validation list and solve the assignment."""
-    counting_device(device, quiet)
-    k = subset.num_classes
-    names = [mask for _image, mask in meta.validation_names(subset)]
-    pairs = prepare_pairs(names, Path(gt_dir), Path(predict_dir), quiet=quiet)
-    total = Cooccurrence(k, method)
-    map_reduce(pairs, _CountChunk(k, method), total.merge, workers=workers, quiet=quiet, desc="matching")
-    assignment, objective = best_match(total.matrix())
-    return {"subset": subset.name, "mode": k, "images": total.images, "method": method,
-            "objective": objective, "assignment": assignment}
+from imagenets.metadata import load_metadata
+from imagenets.subsets import get_subset
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -102,9 +69,5 @@ COMMAND = Command("match", "match cluster ids to classes (image-level Hungarian 
                               "matching); writes results/NAME.json.")
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    return COMMAND.main(argv)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(COMMAND.main())

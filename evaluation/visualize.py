@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import html
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -26,10 +25,10 @@ from imagenets.metadata import load_metadata
 from imagenets.palette import HATCH_COLOURS, UNKNOWN_COLOUR, colorize, colour_of, default_font, hatch
 from imagenets.subsets import IGNORE, OTHER, get_subset
 
-from evaluation.evaluator import read_pair
-from evaluation.matchfile import load_match, match_lut
-from evaluation.pairs import Pair, prepare_pairs
-from evaluation.runner import map_reduce
+from imagenets.evaluation.engine.inputs import read_pair
+from imagenets.evaluation.engine.matchfile import load_match, match_lut
+from imagenets.evaluation.engine.inputs import Pair, prepare_pairs
+from imagenets.evaluation.engine.parallel import map_reduce
 
 SORTS = ("worst", "best", "name")
 
@@ -342,10 +341,3 @@ COMMAND = Command("visualize", "pictures of predictions: image | ground truth | 
                               "by side (fixed palette, ignore hatched, legend with class names) and write "
                               "OUT/index.html, a gallery sorted by per-image IoU (worst first by default).")
 
-
-def main(argv: Optional[List[str]] = None) -> int:
-    return COMMAND.main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,3 +1,29 @@
-"""imagenets: the core of the ImageNet-S toolbox (subset table, metadata, mask codec, shared I/O, CLI)."""
+"""imagenets: the core of the ImageNet-S toolbox (subset table, metadata, mask codec, shared I/O, CLI).
+
+Above the core, in the same import name: ``imagenets.evaluation`` (matching, metrics, protocols,
+distance matching), ``imagenets.datapreparation`` (building the dataset) and ``imagenets.demo``.
+"""
+
+import os as _os
 
 __version__ = "0.1.0"
+
+
+def _mount_checkout_folders() -> None:
+    """In a source checkout, ``evaluation/`` and ``datapreparation/`` sit beside ``imagenets/``:
+    make them ``imagenets.evaluation`` and ``imagenets.datapreparation`` (installed, setuptools'
+    package-dir already places them inside), so an uninstalled clone has every command too."""
+    here = _os.path.dirname(_os.path.abspath(__file__))
+    root = _os.path.dirname(here)
+    if _os.path.isdir(_os.path.join(here, "evaluation")):
+        return  # an installed copy
+    try:
+        with open(_os.path.join(root, "pyproject.toml"), encoding="utf-8") as f:
+            ours = 'name = "imagenets"' in f.read()
+    except OSError:
+        return
+    if ours and _os.path.isfile(_os.path.join(root, "evaluation", "__init__.py")):
+        __path__.append(root)  # type: ignore[name-defined]  # noqa: F821
+
+
+_mount_checkout_folders()

@@ -1,25 +1,23 @@
 """The umbrella ``imagenets`` command and the small framework every sub-command uses.
 
-A sub-command is a :class:`Command` (name, help, ``add_arguments``, ``run``). Core commands
-live in this package; the others (evaluation, datapreparation) register themselves through the
-``imagenets.commands`` entry-point group, so this core never imports them.
+A sub-command is a :class:`Command` (name, help, ``add_arguments``, ``run``) in its own module;
+:data:`COMMANDS` names each module, imported only when its command runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import os
 import sys
 from dataclasses import dataclass
-from typing import Callable, Dict, List, NoReturn, Optional, Sequence
+from typing import Callable, Dict, NoReturn, Optional, Sequence
 
 from . import __version__
 from .device import DEVICE_CHOICES
-from .errors import EXIT_BAD_INPUT, UserError, warn
+from .errors import EXIT_BAD_INPUT, UserError
 from .subsets import MODES
-
-ENTRY_POINT_GROUP = "imagenets.commands"
-
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with the toolbox's bad-input contract: one ``error:`` line, exit status 2."""
@@ -97,78 +95,97 @@ def add_quiet_argument(parser: argparse.ArgumentParser) -> None:
 
 # ---- the umbrella command --------------------------------------------------------------
 
-CORE_MODULES = {"meta": "meta_cli", "convert": "convert", "demo": "demo"}
+@dataclass(frozen=True)
+class CommandSpec:
+    """Where a sub-command lives: imported only when that command runs (``--help`` imports none)."""
+
+    module: str
+    help: str
+
+    def load(self) -> Command:
+        return importlib.import_module(self.module).COMMAND
 
 
-def core_commands(only: Optional[str] = None) -> List[Command]:
-    """Commands implemented in this core package (just ``only`` when given)."""
-    found = []
-    for name, module in CORE_MODULES.items():
-        if only is not None and name != only:
-            continue
-        try:
-            found.append(__import__(f"imagenets.{module}", fromlist=["COMMAND"]).COMMAND)
-        except ImportError:
-            pass
-    return found
+#: Every sub-command of ``imagenets``. The commands ship in this one package, so the table is static;
+#: a module is imported only when its command is asked for, so listing them never loads torch.
+COMMANDS: Dict[str, CommandSpec] = {
+    "aggregate": CommandSpec("imagenets.evaluation.aggregate",
+                             "mean and standard deviation of several runs' JSON reports (seeds)"),
+    "apply-match": CommandSpec("imagenets.evaluation.protocols.apply_match",
+                               "rewrite predictions through a match (fully unsupervised protocol)"),
+    "compare": CommandSpec("imagenets.evaluation.compare",
+                           "paired difference of two runs' saved counts, with intervals and p-values"),
+    "convert": CommandSpec("imagenets.convert",
+                           "convert masks between RGB (R + 256*G) and 16-bit grayscale PNGs, lossless"),
+    "demo": CommandSpec("imagenets.demo.command", "run the whole toolbox on synthetic data, offline, in under a minute"),
+    "distance-matching": CommandSpec("imagenets.evaluation.distance_matching.command",
+                                     "label images by k-NN on train-semi embeddings (distance matching protocol)"),
+    "evaluate": CommandSpec("imagenets.evaluation.evaluator",
+                            "evaluate predictions: mIoU, boundary mIoU, size buckets, Acc, FMeasure"),
+    "match": CommandSpec("imagenets.evaluation.match", "match cluster ids to classes (image-level Hungarian matching)"),
+    "meta": CommandSpec("imagenets.meta_cli", "download or locate the official ImageNet-S lists"),
+    "prepare": CommandSpec("imagenets.datapreparation.prepare",
+                           "build ImageNet-S 50/300/919 (train, validation, test, train-semi, masks) from ImageNet-1k"),
+    "score": CommandSpec("imagenets.evaluation.protocols.score", "score a submission.zip locally, as the benchmark server does"),
+    "submission": CommandSpec("imagenets.evaluation.protocols.submission",
+                              "check predictions against a benchmark protocol and write submission.zip"),
+    "threshold-curve": CommandSpec("imagenets.evaluation.threshold_curve",
+                                   "mIoU, Acc and FMeasure over 'other' confidence thresholds, in one pass"),
+    "verify": CommandSpec("imagenets.datapreparation.verify", "check a prepared ImageNet-S tree against the official lists"),
+    "visualize": CommandSpec("imagenets.evaluation.visualize",
+                             "pictures of predictions: image | ground truth | prediction, and a gallery"),
+}
 
 
-def _entry_points():
-    from importlib import metadata
+def all_commands() -> Dict[str, CommandSpec]:
+    """The commands whose module ships in this copy, by name, without importing any of them."""
+    return {name: spec for name, spec in COMMANDS.items() if importlib.util.find_spec(spec.module) is not None}
 
+
+def load_command(name: str) -> Command:
+    """Import the module of ``name`` and return its command; a missing dependency is one clear line."""
     try:
-        return list(metadata.entry_points(group=ENTRY_POINT_GROUP))
-    except TypeError:  # Python < 3.10
-        return list(metadata.entry_points().get(ENTRY_POINT_GROUP, []))
+        return COMMANDS[name].load()
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("imagenets"):
+            raise
+        raise UserError(f"`imagenets {name}` needs the Python package {exc.name!r}, which is not installed in "
+                        f"{sys.executable}: run `pip install -e .` in the imagenets clone (or "
+                        "`pip install imagenets`) with this Python") from None
 
 
-def plugin_commands(only: Optional[str] = None) -> List[Command]:
-    """Commands registered by evaluation/datapreparation under the entry-point group."""
-    found = []
-    for ep in _entry_points():
-        if only is not None and ep.name != only:
-            continue
-        try:
-            found.append(ep.load())
-        except (ImportError, AttributeError):
-            # A command whose module is not installed is simply not offered.
-            continue
-        except Exception as exc:  # a broken plugin must not take every other command down
-            warn(f"command {ep.name!r} is unavailable: {type(exc).__name__}: {exc}")
-    return found
-
-
-def all_commands(only: Optional[str] = None) -> Dict[str, Command]:
-    """Every command; with ``only``, just that one when it exists (imports stay lazy: a command
-    that never computes does not pay for loading torch)."""
-    if only is not None and (only in CORE_MODULES or any(ep.name == only for ep in _entry_points())):
-        commands = {c.name: c for c in core_commands(only) + plugin_commands(only)}
-        if commands:
-            return commands
-    commands = {c.name: c for c in core_commands() + plugin_commands()}
-    return dict(sorted(commands.items()))
-
-
-def build_parser(commands: Dict[str, Command]) -> argparse.ArgumentParser:
+def build_parser(commands: Dict[str, CommandSpec], wanted: Optional[Command] = None) -> argparse.ArgumentParser:
+    """The umbrella parser: every command is listed; only ``wanted`` (already imported) gets its options."""
     parser = ArgumentParser(
         prog="imagenets",
         description="ImageNet-S toolbox: prepare the dataset, evaluate predictions exactly as "
                     "the benchmark does, and take part in its protocols.")
     parser.add_argument("--version", action="version", version=f"imagenets {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, command in commands.items():
-        p = sub.add_parser(name, help=command.help, description=command.description or command.help,
+    for name, spec in commands.items():
+        command = wanted if wanted is not None and wanted.name == name else None
+        description = (command.description or command.help) if command else spec.help
+        p = sub.add_parser(name, help=spec.help, description=description,
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-        command.add_arguments(p)
-        p.set_defaults(_command=command)
+        if command is not None:
+            command.add_arguments(p)
+            p.set_defaults(_command=command)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``imagenets``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    wanted = next((a for a in argv if not a.startswith("-")), None)
-    parser = build_parser(all_commands(wanted))
+    name = next((a for a in argv if not a.startswith("-")), None)
+    commands = all_commands()
+    wanted = None
+    if name in commands:
+        try:
+            wanted = load_command(name)
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    parser = build_parser(commands, wanted)
     args = parser.parse_args(argv)
     if not getattr(args, "_command", None):
         parser.print_help()

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import numpy as np
 from PIL import Image
@@ -131,10 +130,3 @@ COMMAND = Command("convert", "convert masks between RGB (R + 256*G) and 16-bit g
                   description="Convert ImageNet-S masks to single-channel 16-bit PNGs whose value is the id "
                               "(for frameworks that read grayscale labels), or back to RGB; ids are kept exactly.")
 
-
-def main(argv: Optional[List[str]] = None) -> int:
-    return COMMAND.main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -23,3 +23,14 @@ def info(message: str, quiet: bool = False) -> None:
     """Print a progress/info line on stderr unless quiet."""
     if not quiet:
         print(message, file=sys.stderr, flush=True)
+
+
+#: How many examples a message names before "...".
+SHOW = 5
+
+
+def first_few(items, show: int = SHOW, fmt=str) -> str:
+    """``"a, b, c, ..."``: the first ``show`` items of a list for a message (``...`` when there are more)."""
+    items = list(items)
+    head = ", ".join(fmt(item) for item in items[:show])
+    return head + (", ..." if len(items) > show else "")

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from evaluation.assignment import linear_sum_assignment
+from imagenets.evaluation.engine.assignment import linear_sum_assignment
 
 scipy_optimize = pytest.importorskip("scipy.optimize")
 

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from evaluation.cooccurrence import Cooccurrence, best_match
-from evaluation.evaluator import evaluate_predictions
-from evaluation.match import compute_match
-from evaluation.matchfile import load_match, match_to_json
+from imagenets.evaluation.engine.cooccurrence import Cooccurrence, best_match
+from imagenets.evaluation.engine.evaluation import evaluate_predictions
+from imagenets.evaluation.engine.matching import compute_match
+from imagenets.evaluation.engine.matchfile import load_match, match_to_json
 from imagenets.metadata import load_metadata
 from imagenets.subsets import get_subset
 
@@ -63,9 +63,9 @@ def test_expected_match_is_optimal_for_our_cooccurrence(golden_dir, meta):
     result = compute_match(case / "pred", case / "gt", get_subset(50), meta, workers=0, quiet=True)
     mapping = load_match(case / "expected_match.json", 50)
     # Recount with the original's map: same objective.
-    from evaluation.evaluator import read_pair
-    from evaluation.kernel import joint_table
-    from evaluation.pairs import make_pairs
+    from imagenets.evaluation.engine.inputs import read_pair
+    from imagenets.evaluation.engine.kernel import joint_table
+    from imagenets.evaluation.engine.inputs import make_pairs
     counts = Cooccurrence(50)
     names = [m for _i, m in meta.validation_names(get_subset(50))]
     for pair in make_pairs(names, case / "gt", case / "pred"):

@@ -13,7 +13,7 @@ from imagenets.datasets import ImageNetS
 from imagenets.errors import UserError
 from imagenets.metadata import load_metadata
 from imagenets.subsets import IGNORE
-from imagenets.synthetic import write_synthetic_dataset, write_synthetic_meta
+from imagenets.demo.synthetic import write_synthetic_dataset, write_synthetic_meta
 from imagenets.transforms import (CenterCrop, Compose, Normalize, RandomCrop, RandomHorizontalFlip, Resize,
                                   ToTensor, training_transforms)
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from imagenets.cli import all_commands, run_command
-from imagenets.demo import MARKER, STEPS, Step, run_demo, summary
+from imagenets.demo.command import MARKER, STEPS, Step, run_demo, summary
 from imagenets.errors import UserError
 
 QUICK = ["--images", "60", "--max-side", "48", "--workers", "0", "--quiet"]

@@ -17,9 +17,9 @@ import pytest
 import torch
 from PIL import Image
 
-from evaluation import distance_matching as dm
-from evaluation.dm_embed import cache_path, resize_nearest, resized_size, upsample
-from evaluation.dm_vote import CHUNK_ELEMENTS, VoteBank, knn_vote, vote_map
+from imagenets.evaluation.distance_matching import command as dm
+from imagenets.evaluation.distance_matching.bank import cache_path, resize_nearest, resized_size, upsample
+from imagenets.evaluation.distance_matching.vote import CHUNK_ELEMENTS, VoteBank, knn_vote, vote_map
 from imagenets.codec import encode, read_mask
 from imagenets.subsets import IGNORE
 

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from evaluation.evaluator import main
-from evaluation.metrics import SUMMARY_KEYS
+from imagenets.evaluation.evaluator import COMMAND
+from imagenets.evaluation.engine.metrics import SUMMARY_KEYS
 from imagenets.codec import read_mask, write_mask
 from imagenets.metadata import load_metadata
-from imagenets.synthetic import write_synthetic_benchmark, write_synthetic_meta
+from imagenets.demo.synthetic import write_synthetic_benchmark, write_synthetic_meta
 
 K = 50
 IMAGES = 8
@@ -75,7 +75,7 @@ def pred_path(case, index: int = 0) -> Path:
 
 def test_run_prints_class_and_summary_tables(case, capsys):
     args = [a for a in base_args(case) if a != "--quiet"]
-    assert main(args) == 0
+    assert COMMAND.main(args) == 0
     out = capsys.readouterr().out
     assert "synthetic class 1" in out and "other (background)" in out
     for key in SUMMARY_KEYS:
@@ -85,7 +85,7 @@ def test_run_prints_class_and_summary_tables(case, capsys):
 
 def test_output_json_has_summary_keys_ious_and_context(case, capsys):
     out_file = case["tmp"] / "res" / "eval.json"
-    assert main(base_args(case) + ["--output", str(out_file)]) == 0
+    assert COMMAND.main(base_args(case) + ["--output", str(out_file)]) == 0
     result = json.loads(out_file.read_text())
     for key in SUMMARY_KEYS:
         assert key in result and (result[key] is None or isinstance(result[key], float))
@@ -95,7 +95,7 @@ def test_output_json_has_summary_keys_ious_and_context(case, capsys):
 
 
 def test_quiet_prints_no_tables(case, capsys):
-    assert main(base_args(case)) == 0
+    assert COMMAND.main(base_args(case)) == 0
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
 
@@ -106,7 +106,7 @@ def test_workers_give_the_same_numbers(case, tmp_path, capsys):
         files.append(tmp_path / f"w{workers}.json")
         args = base_args(case) + ["--output", str(files[-1])]
         args[args.index("--workers") + 1] = workers
-        assert main(args) == 0
+        assert COMMAND.main(args) == 0
     assert json.loads(files[0].read_text()) == json.loads(files[1].read_text())
 
 
@@ -118,7 +118,7 @@ def test_out_of_range_ids_warn_with_the_pixel_count(case, capsys):
         ids[-1, -2:] = 65535
         expected += 17
         write_mask(pred_path(case, index), ids)
-    assert main(base_args(case)) == 0
+    assert COMMAND.main(base_args(case)) == 0
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1
     assert f"{expected} pixels in 2 images" in warnings[0] and "outside 0..50" in warnings[0]
@@ -138,7 +138,7 @@ def test_ids_a_match_does_not_cover_warn_with_the_pixel_count(case, capsys):
     match_file = case["tmp"] / "partial.json"
     match_file.write_text(json.dumps(match))
     assert pixels > 0
-    assert main(base_args(case) + ["--match", str(match_file)]) == 0
+    assert COMMAND.main(base_args(case) + ["--match", str(match_file)]) == 0
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1
     assert f"{pixels} pixels" in warnings[0] and "match does not cover" in warnings[0]
@@ -149,20 +149,20 @@ def test_ids_a_match_does_not_cover_warn_with_the_pixel_count(case, capsys):
 def test_missing_predictions_give_count_and_first_paths(case, capsys):
     for index in (2, 5, 6):
         pred_path(case, index).unlink()
-    line = assert_one_error(main(base_args(case)), capsys.readouterr().err,
+    line = assert_one_error(COMMAND.main(base_args(case)), capsys.readouterr().err,
                             f"3 of {IMAGES} prediction PNGs are missing", str(pred_path(case, 2)))
     assert "--predict-dir" in line
 
 
 def test_missing_gt_directory_is_named(case, capsys):
     shutil.rmtree(case["gt"])
-    assert_one_error(main(base_args(case)), capsys.readouterr().err, "--gt-dir", str(case["gt"]))
+    assert_one_error(COMMAND.main(base_args(case)), capsys.readouterr().err, "--gt-dir", str(case["gt"]))
 
 
 def test_size_mismatch_names_both_files(case, capsys):
     ids = read_mask(pred_path(case, 3))
     write_mask(pred_path(case, 3), ids[:, :-1])
-    assert_one_error(main(base_args(case)), capsys.readouterr().err, str(pred_path(case, 3)),
+    assert_one_error(COMMAND.main(base_args(case)), capsys.readouterr().err, str(pred_path(case, 3)),
                      str(case["gt"] / case["masks"][3]), "size")
 
 
@@ -170,7 +170,7 @@ def test_size_mismatch_names_both_files(case, capsys):
 def test_non_rgb_png_explains_the_encoding(case, capsys, mode):
     ids = read_mask(pred_path(case, 1))
     Image.fromarray(ids.astype(np.uint8)).convert(mode).save(pred_path(case, 1))
-    assert_one_error(main(base_args(case)), capsys.readouterr().err, str(pred_path(case, 1)),
+    assert_one_error(COMMAND.main(base_args(case)), capsys.readouterr().err, str(pred_path(case, 1)),
                      "R + 256*G", "RGB")
 
 
@@ -180,7 +180,7 @@ def test_sixteen_bit_rgb_png_is_refused(case):
     data = bytearray(path.read_bytes())
     data[24] = 16  # IHDR bit depth
     path.write_bytes(bytes(data))
-    from evaluation.pairs import check_png
+    from imagenets.evaluation.engine.inputs import check_png
     from imagenets.errors import UserError
     with pytest.raises(UserError, match="16 bits per channel"):
         check_png(path)
@@ -188,7 +188,7 @@ def test_sixteen_bit_rgb_png_is_refused(case):
 
 def test_not_a_png_is_named(case, capsys):
     pred_path(case, 2).write_bytes(b"this is not an image")
-    assert_one_error(main(base_args(case)), capsys.readouterr().err, str(pred_path(case, 2)), "not a PNG")
+    assert_one_error(COMMAND.main(base_args(case)), capsys.readouterr().err, str(pred_path(case, 2)), "not a PNG")
 
 
 @pytest.mark.parametrize("workers", ["0", "2"])
@@ -198,7 +198,7 @@ def test_truncated_png_is_named_even_from_a_worker(case, capsys, workers):
     path.write_bytes(data[:len(data) // 2])  # the header is intact: found while decoding
     args = base_args(case)
     args[args.index("--workers") + 1] = workers
-    assert_one_error(main(args), capsys.readouterr().err, str(path), "corrupt")
+    assert_one_error(COMMAND.main(args), capsys.readouterr().err, str(path), "corrupt")
 
 
 def test_gt_of_another_subset_is_named(case, capsys):
@@ -206,13 +206,13 @@ def test_gt_of_another_subset_is_named(case, capsys):
     ids = read_mask(path)
     ids[0, 0] = 300
     write_mask(path, ids)
-    assert_one_error(main(base_args(case)), capsys.readouterr().err, str(path), "--mode")
+    assert_one_error(COMMAND.main(base_args(case)), capsys.readouterr().err, str(path), "--mode")
 
 
 def test_unknown_mode_is_refused_with_status_2(case, capsys):
     args = base_args(case)
     args[args.index("--mode") + 1] = "51"
-    assert exit_status(main, args) == 2
+    assert exit_status(COMMAND.main, args) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
     errors = [line for line in err.splitlines() if "error:" in line]
@@ -232,13 +232,13 @@ def test_unknown_mode_is_refused_with_status_2(case, capsys):
 def test_bad_match_file_is_named(case, capsys, content, needle):
     match_file = case["tmp"] / "bad-match.json"
     match_file.write_text(content)
-    assert_one_error(main(base_args(case) + ["--match", str(match_file)]), capsys.readouterr().err,
+    assert_one_error(COMMAND.main(base_args(case) + ["--match", str(match_file)]), capsys.readouterr().err,
                      str(match_file), needle)
 
 
 def test_missing_match_file_is_named(case, capsys):
     match_file = case["tmp"] / "nowhere.json"
-    assert_one_error(main(base_args(case) + ["--match", str(match_file)]), capsys.readouterr().err,
+    assert_one_error(COMMAND.main(base_args(case) + ["--match", str(match_file)]), capsys.readouterr().err,
                      str(match_file))
 
 

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from evaluation.kernel import boundary_mask, boundary_width, joint_table
+from imagenets.evaluation.engine.kernel import boundary_mask, boundary_width, joint_table
 
 ndimage = pytest.importorskip("scipy.ndimage")
 

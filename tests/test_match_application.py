@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evaluation.kernel import joint_table
-from evaluation.matchfile import is_one_to_one, match_lut
-from evaluation.metrics import SegmentationMetrics
+from imagenets.evaluation.engine.kernel import joint_table
+from imagenets.evaluation.engine.matchfile import is_one_to_one, match_lut
+from imagenets.evaluation.engine.metrics import SegmentationMetrics
 
 
 def blobs(rng, h, w, ids):

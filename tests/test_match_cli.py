@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from evaluation.match import main
+from imagenets.evaluation.match import COMMAND
 from imagenets.codec import read_mask, write_mask
 from imagenets.metadata import load_metadata
-from imagenets.synthetic import write_synthetic_benchmark, write_synthetic_meta
+from imagenets.demo.synthetic import write_synthetic_benchmark, write_synthetic_meta
 
 from test_evaluator_cli import assert_one_error, exit_status, run_tool  # noqa: E402  (tests/ is on sys.path)
 
@@ -62,7 +62,7 @@ def class_occurrences(case) -> int:
 
 
 def test_writes_results_name_json_and_prints_its_path(case, capsys):
-    assert main(args_for(case, "--session-name", "run1")) == 0
+    assert COMMAND.main(args_for(case, "--session-name", "run1")) == 0
     captured = capsys.readouterr()
     path = Path("results") / "run1.json"
     assert captured.out.strip() == str(path) and captured.err == ""
@@ -73,7 +73,7 @@ def test_writes_results_name_json_and_prints_its_path(case, capsys):
 
 def test_match_undoes_the_hidden_permutation_where_it_is_determined(case, capsys):
     report = case["work"] / "report.json"
-    assert main(args_for(case, "--output", str(report))) == 0
+    assert COMMAND.main(args_for(case, "--output", str(report))) == 0
     result = json.loads(report.read_text())
     assert result["images"] == IMAGES and result["method"] == "image" and result["subset"] == "ImageNetS50"
     assert result["match_file"] == str(Path("results") / "match.json")
@@ -90,19 +90,19 @@ def test_match_undoes_the_hidden_permutation_where_it_is_determined(case, capsys
 
 def test_pixel_method_is_offered_and_reported(case, capsys):
     report = case["work"] / "pixel.json"
-    assert main(args_for(case, "--method", "pixel", "--output", str(report))) == 0
+    assert COMMAND.main(args_for(case, "--method", "pixel", "--output", str(report))) == 0
     assert json.loads(report.read_text())["method"] == "pixel"
 
 
 @pytest.mark.parametrize("name", ["", "../escape", "a/b", ".hidden"])
 def test_bad_session_name_is_refused(case, capsys, name):
-    assert_one_error(main(args_for(case, "--session-name", name)), capsys.readouterr().err, "--session-name")
+    assert_one_error(COMMAND.main(args_for(case, "--session-name", name)), capsys.readouterr().err, "--session-name")
     assert not (case["work"] / "results").exists()
 
 
 def test_missing_predictions_are_counted_before_any_work(case, capsys):
     (case["pred"] / case["masks"][7]).unlink()
-    assert_one_error(main(args_for(case)), capsys.readouterr().err, f"1 of {IMAGES} prediction PNGs are missing",
+    assert_one_error(COMMAND.main(args_for(case)), capsys.readouterr().err, f"1 of {IMAGES} prediction PNGs are missing",
                      str(case["pred"] / case["masks"][7]))
     assert not (case["work"] / "results").exists()
 
@@ -110,19 +110,19 @@ def test_missing_predictions_are_counted_before_any_work(case, capsys):
 def test_palette_prediction_explains_the_encoding(case, capsys):
     path = case["pred"] / case["masks"][2]
     Image.fromarray(read_mask(path).astype(np.uint8), "L").convert("P").save(path)
-    assert_one_error(main(args_for(case)), capsys.readouterr().err, str(path), "R + 256*G")
+    assert_one_error(COMMAND.main(args_for(case)), capsys.readouterr().err, str(path), "R + 256*G")
 
 
 def test_size_mismatch_is_named(case, capsys):
     path = case["pred"] / case["masks"][5]
     write_mask(path, read_mask(path)[1:])
-    assert_one_error(main(args_for(case)), capsys.readouterr().err, str(path))
+    assert_one_error(COMMAND.main(args_for(case)), capsys.readouterr().err, str(path))
 
 
 def test_unknown_mode_is_refused_with_status_2(case, capsys):
     args = args_for(case)
     args[args.index("--mode") + 1] = "100"
-    assert exit_status(main, args) == 2
+    assert exit_status(COMMAND.main, args) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "--mode" in err
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evaluation.metrics import SUMMARY_KEYS, SegmentationMetrics
+from imagenets.evaluation.engine.metrics import SUMMARY_KEYS, SegmentationMetrics
 
 ndimage = pytest.importorskip("scipy.ndimage")
 

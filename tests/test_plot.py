@@ -11,8 +11,8 @@ from imagenets.cli import run_command
 from imagenets.codec import write_mask
 from imagenets.metadata import load_metadata
 from imagenets.palette import colour_of
-from imagenets.synthetic import write_synthetic_meta
-from evaluation.plot import MIOU, Chart, draw_chart, plot_class_ious, sorted_classes
+from imagenets.demo.synthetic import write_synthetic_meta
+from imagenets.evaluation.plot import MIOU, Chart, draw_chart, plot_class_ious, sorted_classes
 
 
 def test_classes_are_sorted_by_iou_then_id():

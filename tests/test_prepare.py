@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from datapreparation.prepare import main
-from datapreparation.transfer import TMP_SUFFIX
+from imagenets.datapreparation.prepare import COMMAND
+from imagenets.datapreparation.transfer import TMP_SUFFIX
 from imagenets.cli import run_command
-from imagenets.fake_imagenet import (OUTSIDE_WNIDS, build_annotation_zip, build_fake_imagenet,
+from fake_imagenet import (OUTSIDE_WNIDS, build_annotation_zip, build_fake_imagenet,
                                      jpeg_comment, tree_snapshot)
 from imagenets.metadata import Metadata, load_metadata
 from imagenets.subsets import get_subset
@@ -42,7 +42,7 @@ def prepare(meta_dir, imagenet, dest, *extra) -> int:
     argv = ["--save-dir", str(dest), "--mode", "50", "--meta-dir", str(meta_dir), "--quiet"]
     if imagenet is not None:
         argv += ["--imagenet-dir", str(imagenet)]
-    return main(argv + [str(e) for e in extra])
+    return COMMAND.main(argv + [str(e) for e in extra])
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def test_masks_are_the_archive_entries(prepared50, zip50):
 
 def test_second_run_changes_nothing(prepared50, meta_dir, inet50, zip50, capsys):
     before = tree_snapshot(prepared50)
-    assert main(["--imagenet-dir", str(inet50.root), "--save-dir", str(prepared50), "--mode", "50",
+    assert COMMAND.main(["--imagenet-dir", str(inet50.root), "--save-dir", str(prepared50), "--mode", "50",
                  "--meta-dir", str(meta_dir), "--annotations-zip", str(zip50[0])]) == 0
     assert tree_snapshot(prepared50) == before
     out = capsys.readouterr().out
@@ -117,7 +117,7 @@ def test_umbrella_command_runs_prepare(prepared50, meta_dir, inet50):
 def test_val_layout_is_detected_and_said(layout, meta, meta_dir, tmp_path, capsys):
     inet = build_fake_imagenet(tmp_path / "inet", meta, subsets=(50,), val_layout=layout,
                                splits=("validation",))
-    assert main(["--imagenet-dir", str(inet.root), "--save-dir", str(tmp_path / "dest"), "--mode",
+    assert COMMAND.main(["--imagenet-dir", str(inet.root), "--save-dir", str(tmp_path / "dest"), "--mode",
                  "50", "--meta-dir", str(meta_dir), "--steps", "validation"]) == 0
     said = capsys.readouterr().err
     expected = "val/<wnid>/ILSVRC2012_val_*.JPEG" if layout == "class" else "flat (val/"
@@ -155,7 +155,7 @@ def test_919_merged_classes_are_folders_holding_both_wnids(copy, inet919, meta, 
     subset = get_subset(919)
     argv = ["--imagenet-dir", str(inet919.root), "--save-dir", str(tmp_path), "--mode", "919",
             "--meta-dir", str(meta_dir), "--steps", "train", "--quiet"]
-    assert main(argv + (["--copy"] if copy else [])) == 0
+    assert COMMAND.main(argv + (["--copy"] if copy else [])) == 0
     out = tmp_path / "ImageNetS919"
     train = out / "train"
     assert sorted(p.name for p in train.iterdir()) == meta.categories(919)
@@ -186,7 +186,7 @@ def test_919_train_semi_takes_merged_images_from_their_own_wnid(inet919, meta, m
                                splits=("train-semi",))
     pairs = merged_only(meta, 919)
     assert any(image.split("/")[1].split("_")[0] in merged for image, _ in pairs)
-    assert main(["--imagenet-dir", str(inet.root), "--save-dir", str(tmp_path / "d"), "--mode", "919",
+    assert COMMAND.main(["--imagenet-dir", str(inet.root), "--save-dir", str(tmp_path / "d"), "--mode", "919",
                  "--meta-dir", str(meta_dir), "--steps", "train-semi", "--quiet"]) == 0
     for image, _ in pairs:
         name = image.split("/")[1]
@@ -253,7 +253,7 @@ def test_copy_over_a_linked_tree_is_a_conflict(inet50, meta_dir, tmp_path, capsy
 
 def test_dry_run_writes_nothing(inet50, meta_dir, tmp_path, capsys):
     dest = tmp_path / "dest"
-    assert main(["--imagenet-dir", str(inet50.root), "--save-dir", str(dest), "--mode", "50",
+    assert COMMAND.main(["--imagenet-dir", str(inet50.root), "--save-dir", str(dest), "--mode", "50",
                  "--meta-dir", str(meta_dir), "--steps", "train", "test", "--dry-run"]) == 0
     assert not dest.exists()
     assert "ImageNetS50 test: 1682 to create, 0 already present" in capsys.readouterr().out
@@ -266,7 +266,7 @@ def test_unknown_step_is_a_clear_error(meta_dir, tmp_path, capsys):
 
 CRASH = """
 import os, sys
-import datapreparation.transfer as transfer
+import imagenets.datapreparation.transfer as transfer
 calls = [0]
 def crash_halfway(source, path):
     calls[0] += 1
@@ -278,8 +278,8 @@ def crash_halfway(source, path):
     real(source, path)
 real = transfer.copy_atomic
 transfer.copy_atomic = crash_halfway
-from datapreparation.prepare import main
-sys.exit(main(sys.argv[1:]))
+from imagenets.datapreparation.prepare import COMMAND
+sys.exit(COMMAND.main(sys.argv[1:]))
 """
 
 
@@ -294,7 +294,7 @@ def test_run_killed_halfway_is_completed_by_a_rerun(inet50, meta, meta_dir, tmp_
     leftovers = [p for p in out.rglob(f"*{TMP_SUFFIX}")]
     assert len(leftovers) == 1
     assert len(files_under(out)) == 299 + 1  # 299 complete copies and the truncated temporary file
-    assert main(argv) == 0
+    assert COMMAND.main(argv) == 0
     assert not list(out.rglob(f"*{TMP_SUFFIX}"))
     assert files_under(out) == sorted(meta.split_images(50, "validation"))
     for src, dst in meta.mapping(50, "validation"):

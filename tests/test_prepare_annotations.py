@@ -11,9 +11,9 @@ from typing import List, Optional, Tuple
 
 import pytest
 
-from datapreparation.prepare import main
-from datapreparation.transfer import TMP_SUFFIX
-from imagenets.fake_imagenet import build_annotation_zip, tree_snapshot
+from imagenets.datapreparation.prepare import COMMAND
+from imagenets.datapreparation.transfer import TMP_SUFFIX
+from fake_imagenet import build_annotation_zip, tree_snapshot
 from imagenets.metadata import load_metadata
 from imagenets.subsets import get_subset
 
@@ -69,7 +69,7 @@ def good_zip(meta, tmp_path_factory):
 
 
 def annotations(meta_dir, dest, *extra) -> int:
-    return main(["--save-dir", str(dest), "--mode", "50", "--meta-dir", str(meta_dir),
+    return COMMAND.main(["--save-dir", str(dest), "--mode", "50", "--meta-dir", str(meta_dir),
                  "--steps", "annotations", "--quiet"] + [str(e) for e in extra])
 
 

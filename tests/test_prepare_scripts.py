@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from imagenets.fake_imagenet import build_annotation_zip, build_fake_imagenet, tree_snapshot
+from fake_imagenet import build_annotation_zip, build_fake_imagenet, tree_snapshot
 from imagenets.metadata import load_metadata
 from imagenets.subsets import get_subset
 from test_prepare_annotations import server  # noqa: F401 (the loopback HTTP server fixture)

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from evaluation import apply_match, score, submission
-from evaluation.evaluator import evaluate_predictions, json_ready
-from evaluation.protocols import (APPLIED_MARKER, MATCH_REQUIRED, PROTOCOLS, match_rule, method_text,
+from imagenets.evaluation.protocols import apply_match, score, submission
+from imagenets.evaluation.engine.evaluation import evaluate_predictions
+from imagenets.evaluation.engine.report import json_ready
+from imagenets.evaluation.protocols.rules import (APPLIED_MARKER, MATCH_REQUIRED, PROTOCOLS, match_rule, method_text,
                                   parse_method_text)
-from evaluation.submission_check import split_entries
-from evaluation.zipsafe import parse_size
+from imagenets.evaluation.protocols.checks import split_entries
+from imagenets.zipsafe import parse_size
 from imagenets.codec import read_mask, write_mask
 from imagenets.errors import UserError
 from imagenets.metadata import load_metadata
@@ -77,11 +78,11 @@ def submit(case, predict_dir, *extra, protocol="fully-unsupervised", output="sub
     argv = ["--predict-dir", str(predict_dir), "--mode", "50", "--split", "validation", "--protocol", protocol,
             *METHOD_ARGS, "-o", str(case["root"] / output), "--meta-dir", str(case["meta_dir"]),
             "--workers", "0", "--quiet", *extra]
-    return submission.main(argv)
+    return submission.COMMAND.main(argv)
 
 
 def score_zip(case, zip_path, *extra):
-    return score.main([str(zip_path), "--gt-dir", str(case["gt"]), "--mode", "50", "--meta-dir",
+    return score.COMMAND.main([str(zip_path), "--gt-dir", str(case["gt"]), "--mode", "50", "--meta-dir",
                        str(case["meta_dir"]), "--workers", "0", "--quiet", *extra])
 
 
@@ -148,7 +149,7 @@ def test_sizes_take_binary_units():
 
 def test_apply_match_maps_every_png_through_the_match(case):
     out = case["root"] / "matched"
-    assert apply_match.main(["--predict-dir", str(case["pred"]), "--match", str(case["match"]),
+    assert apply_match.COMMAND.main(["--predict-dir", str(case["pred"]), "--match", str(case["match"]),
                              "--output-dir", str(out), "--workers", "0", "--quiet"]) == 0
     match = {int(k): v for k, v in json.loads(case["match"].read_text()).items()}
     for _image, mask in case["names"]:
@@ -203,7 +204,7 @@ def test_apply_match_keeps_uncovered_ids_above_k_and_warns(case, capsys):
 
 
 def test_apply_match_refuses_an_output_inside_the_predictions(case, capsys):
-    assert apply_match.main(["--predict-dir", str(case["pred"]), "--match", str(case["match"]),
+    assert apply_match.COMMAND.main(["--predict-dir", str(case["pred"]), "--match", str(case["match"]),
                              "--output-dir", str(case["pred"] / "matched"), "--quiet"]) == 2
     assert "overlap" in capsys.readouterr().err
 
@@ -412,7 +413,7 @@ def test_score_leaves_no_temporary_folder_after_success(case, good_zip, scratch)
 
 
 def test_score_lists_the_protocol_in_its_report(case, good_zip, capsys):
-    assert score.main([str(good_zip), "--gt-dir", str(case["gt"]), "--mode", "50", "--meta-dir",
+    assert score.COMMAND.main([str(good_zip), "--gt-dir", str(case["gt"]), "--mode", "50", "--meta-dir",
                        str(case["meta_dir"]), "--workers", "0"]) == 0
     out = capsys.readouterr().out
     assert "protocol fully-unsupervised, method Toy" in out and "mIoU" in out
@@ -426,7 +427,7 @@ def test_every_option_has_help_text():
 
 
 def test_extracted_files_stay_in_the_extraction_folder(case, good_zip, tmp_path):
-    from evaluation.zipsafe import safe_extract
+    from imagenets.zipsafe import safe_extract
     names = safe_extract(good_zip, tmp_path / "x", quiet=True)
     assert len(names) == len(case["names"]) + 2
     assert all((tmp_path / "x" / n).resolve().is_relative_to((tmp_path / "x").resolve()) for n in names)

@@ -14,7 +14,7 @@ from imagenets.codec import read_mask
 from imagenets.errors import UserError
 from imagenets.metadata import load_metadata
 from imagenets.subsets import IGNORE, get_subset
-from imagenets.synthetic import (synthetic_pair, synthetic_photo, write_synthetic_benchmark, write_synthetic_dataset,
+from imagenets.demo.synthetic import (synthetic_pair, synthetic_photo, write_synthetic_benchmark, write_synthetic_dataset,
                                  write_synthetic_meta)
 
 

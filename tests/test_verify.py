@@ -8,9 +8,9 @@ import shutil
 
 import pytest
 
-from datapreparation.prepare import main as prepare_main
-from datapreparation.verify import COMMAND
-from imagenets.fake_imagenet import build_annotation_zip, build_fake_imagenet
+from imagenets.datapreparation.prepare import COMMAND as PREPARE
+from imagenets.datapreparation.verify import COMMAND
+from fake_imagenet import build_annotation_zip, build_fake_imagenet
 from imagenets.subsets import get_subset
 from test_prepare import inet50, meta  # noqa: F401 (module-scoped fixtures)
 
@@ -21,7 +21,7 @@ def built50(meta, meta_dir, inet50, tmp_path_factory):
     dest = tmp_path_factory.mktemp("built50")
     archive = dest.parent / "anno50.zip"
     build_annotation_zip(archive, meta, 50)
-    assert prepare_main(["--imagenet-dir", str(inet50.root), "--save-dir", str(dest), "--mode", "50",
+    assert PREPARE.main(["--imagenet-dir", str(inet50.root), "--save-dir", str(dest), "--mode", "50",
                          "--meta-dir", str(meta_dir), "--annotations-zip", str(archive),
                          "--skip-checksum", "--quiet"]) == 0
     return dest
@@ -96,7 +96,7 @@ def test_dangling_train_link_counts_as_broken(tree50, inet50, meta, meta_dir, tm
 def test_copied_train_is_compared_with_the_official_count_without_imagenet_dir(
         inet50, meta, meta_dir, tmp_path, capsys):
     dest = tmp_path / "dest"
-    assert prepare_main(["--imagenet-dir", str(inet50.root), "--save-dir", str(dest), "--mode", "50",
+    assert PREPARE.main(["--imagenet-dir", str(inet50.root), "--save-dir", str(dest), "--mode", "50",
                          "--meta-dir", str(meta_dir), "--steps", "train", "--copy", "--quiet"]) == 0
     assert verify(meta_dir, dest, "--json") == 1
     train = rows(capsys)["train"]
@@ -111,7 +111,7 @@ def test_919_checks_merged_folders_and_train_full(meta, meta_dir, tmp_path, caps
     merged = get_subset(919).merged
     inet = build_fake_imagenet(tmp_path / "inet", meta, subsets=(919,), splits=("train",),
                                train_per_class=1)
-    assert prepare_main(["--imagenet-dir", str(inet.root), "--save-dir", str(tmp_path / "d"), "--mode",
+    assert PREPARE.main(["--imagenet-dir", str(inet.root), "--save-dir", str(tmp_path / "d"), "--mode",
                          "919", "--meta-dir", str(meta_dir), "--steps", "train", "--quiet"]) == 0
     out = tmp_path / "d" / "ImageNetS919"
     into = next(iter(merged.values()))

@@ -15,8 +15,8 @@ from imagenets.errors import UserError
 from imagenets.metadata import load_metadata
 from imagenets.palette import HATCH_COLOURS, UNKNOWN_COLOUR, colour_of, palette
 from imagenets.subsets import IGNORE
-from imagenets.synthetic import write_synthetic_dataset, write_synthetic_meta
-from evaluation.visualize import Layout, image_iou, render, resize_ids, sort_scores
+from imagenets.demo.synthetic import write_synthetic_dataset, write_synthetic_meta
+from imagenets.evaluation.visualize import Layout, image_iou, render, resize_ids, sort_scores
 
 
 def test_image_iou_averages_the_ids_present_without_ignore():
@@ -125,7 +125,7 @@ def test_missing_images_are_a_clear_error(prepared, tmp_path, capsys):
 
 
 def test_negative_limit_is_refused(prepared, tmp_path):
-    from evaluation.visualize import visualize
+    from imagenets.evaluation.visualize import visualize
 
     with pytest.raises(UserError, match="--limit"):
         visualize(tmp_path, tmp_path, tmp_path, tmp_path, "50", limit=-1)

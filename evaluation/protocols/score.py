@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 from imagenets.cli import (Command, add_device_argument, add_meta_argument, add_mode_argument,
                            add_quiet_argument, add_workers_argument)
@@ -20,13 +19,14 @@ from imagenets.errors import UserError, warn
 from imagenets.metadata import Metadata, load_metadata
 from imagenets.subsets import Subset, get_subset
 
-from evaluation.evaluator import evaluate_predictions, publish
-from evaluation.matchfile import parse_match
-from evaluation.protocols import (CONTEXT_FIELDS, MATCH_FILE, METHOD_FIELDS, METHOD_FILE, PROTOCOLS, Protocol,
+from imagenets.evaluation.engine.evaluation import evaluate_predictions
+from imagenets.evaluation.engine.report import publish
+from imagenets.evaluation.engine.matchfile import parse_match
+from imagenets.evaluation.protocols.rules import (CONTEXT_FIELDS, MATCH_FILE, METHOD_FIELDS, METHOD_FILE, PROTOCOLS, Protocol,
                                   match_rule, parse_method_text)
-from evaluation.submission_check import (SPLITS, CheckReport, PixelItem, allowed_ids, allowed_text,
+from imagenets.evaluation.protocols.checks import (SPLITS, CheckReport, PixelItem, allowed_ids, allowed_text,
                                          check_listing, check_pixels, list_files, split_entries)
-from evaluation.zipsafe import DEFAULT_MAX_ENTRIES, DEFAULT_MAX_SIZE, parse_size, safe_extract
+from imagenets.zipsafe import DEFAULT_MAX_ENTRIES, DEFAULT_MAX_SIZE, parse_size, safe_extract
 
 
 def read_method(root: Path, report: CheckReport, subset: Subset, split: str) -> Tuple[Dict[str, str],
@@ -150,10 +150,3 @@ COMMAND = Command("score", "score a submission.zip locally, as the benchmark ser
                               "`imagenets submission` does, apply its match.json if present and evaluate it "
                               "exactly as evaluator.py.")
 
-
-def main(argv: Optional[List[str]] = None) -> int:
-    return COMMAND.main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -24,10 +24,10 @@ from imagenets.metadata import load_metadata
 from imagenets.progress import progress
 from imagenets.subsets import Subset, get_subset
 
-from .dm_embed import (UPSAMPLE, Bank, ImageSet, bank_key, build_bank, feature_maps, file_stamps,
+from .bank import (UPSAMPLE, Bank, ImageSet, bank_key, build_bank, feature_maps, file_stamps,
                        iterate_images, load_cached_bank, resize_nearest, save_bank)
-from .dm_model import MODEL_HINT, load_model, load_weights
-from .dm_vote import VoteBank, vote_map
+from .model import MODEL_HINT, load_model, load_weights
+from .vote import VoteBank, vote_map
 
 SPLIT_CHOICES = ("validation", "test")
 PROTOCOL = "distance-matching"
@@ -245,7 +245,7 @@ COMMAND = Command(
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Standalone entry point (``python -m evaluation.distance_matching``)."""
+    """Standalone entry point (``python -m imagenets.evaluation.distance_matching.command``)."""
     return COMMAND.main(argv, prog="imagenets distance-matching")
 
 

@@ -94,7 +94,7 @@ def joint_table(gt: np.ndarray, pred: np.ndarray, num_classes: int,
     """Count one pair. ``gt`` and ``pred``: HxW int32 ids, same shape, match already applied.
 
     ``pred_lut``, if given, is a match applied here, per run rather than per pixel. Only for a
-    one-to-one match (:func:`evaluation.matchfile.is_one_to_one`): then mapping cannot merge two
+    one-to-one match (:func:`imagenets.evaluation.engine.matchfile.is_one_to_one`): then mapping cannot merge two
     ids, so the boundaries of every counted prediction pixel are those of the raw ids.
 
     Masks are piecewise constant, so the counting works on runs: a run starts wherever the GT,

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import zipfile
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 from imagenets.cli import Command, add_meta_argument, add_mode_argument, add_quiet_argument, add_workers_argument
 from imagenets.errors import UserError, info, warn
@@ -22,10 +21,10 @@ from imagenets.metadata import Metadata, load_metadata
 from imagenets.progress import progress
 from imagenets.subsets import Subset, get_subset
 
-from evaluation.matchfile import load_match, match_to_json
-from evaluation.protocols import (APPLIED_MARKER, MATCH_FILE, METHOD_FIELDS, METHOD_FILE, PROTOCOLS,
+from imagenets.evaluation.engine.matchfile import load_match, match_to_json
+from imagenets.evaluation.protocols.rules import (APPLIED_MARKER, MATCH_FILE, METHOD_FIELDS, METHOD_FILE, PROTOCOLS,
                                   get_protocol, match_rule, method_text, protocols_help)
-from evaluation.submission_check import (SPLITS, CheckReport, PixelItem, allowed_ids, allowed_text,
+from imagenets.evaluation.protocols.checks import (SPLITS, CheckReport, PixelItem, allowed_ids, allowed_text,
                                          check_listing, check_pixels, list_files, split_entries)
 
 
@@ -158,10 +157,3 @@ COMMAND = Command("submission", "check predictions against a benchmark protocol 
                               "of its image; check the protocol's rules; then write method.txt, match.json "
                               "(if given) and the PNGs to a zip. Any problem: a report and no zip.")
 
-
-def main(argv: Optional[List[str]] = None) -> int:
-    return COMMAND.main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

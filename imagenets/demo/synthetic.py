@@ -16,12 +16,12 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Un
 import numpy as np
 from PIL import Image
 
-from .codec import encode, write_mask
-from .errors import UserError
-from .metadata import train_semi_source
-from .fileio import PathLike, atomic_path, write_text_atomic
-from .progress import progress
-from .subsets import IGNORE, OTHER, Subset, get_subset
+from ..codec import encode, write_mask
+from ..errors import UserError
+from ..metadata import train_semi_source
+from ..fileio import PathLike, atomic_path, write_text_atomic
+from ..progress import progress
+from ..subsets import IGNORE, OTHER, Subset, get_subset
 
 SubsetLike = Union[Subset, int, str]
 

@@ -16,10 +16,10 @@ from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 import numpy as np
 from PIL import Image
 
-from .codec import encode
-from .fileio import PathLike, atomic_path
-from .metadata import train_semi_source
-from .subsets import IGNORE, OTHER, Subset, get_subset
+from imagenets.codec import encode
+from imagenets.fileio import PathLike, atomic_path
+from imagenets.metadata import train_semi_source
+from imagenets.subsets import IGNORE, OTHER, Subset, get_subset
 
 #: ImageNet classes in no ImageNet-S subset do exist; fake ones stand for them (outside every list).
 OUTSIDE_WNIDS = ("n99999901", "n99999902")

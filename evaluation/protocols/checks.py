@@ -16,8 +16,8 @@ from imagenets.errors import UserError
 from imagenets.metadata import Metadata
 from imagenets.subsets import Subset
 
-from evaluation.pairs import COLOR_TYPES, SHOW, png_header
-from evaluation.runner import map_reduce
+from imagenets.evaluation.engine.inputs import COLOR_TYPES, SHOW, png_header
+from imagenets.evaluation.engine.parallel import map_reduce
 
 SPLITS = ("test", "validation")
 

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Tuple
 
-from imagenets.codec import ENCODING_HINT
+import numpy as np
+
+from imagenets.codec import ENCODING_HINT, read_mask
 from imagenets.errors import UserError
 from imagenets.progress import progress
 
@@ -111,3 +113,20 @@ def prepare_pairs(mask_names: Iterable[str], gt_dir: Path, pred_dir: Path,
     check_present(pairs)
     check_headers(pairs, quiet=quiet)
     return pairs
+
+
+def read_pair(pair: Pair, lut: Optional[np.ndarray] = None):
+    """Decode one pair (prediction mapped through ``lut`` if given); sizes must agree."""
+    gt = read_mask(pair.gt)
+    pred = read_mask(pair.pred)
+    if gt.shape != pred.shape:
+        raise UserError(f"{pair.pred} is {pred.shape[1]}x{pred.shape[0]} but its ground truth {pair.gt} is "
+                        f"{gt.shape[1]}x{gt.shape[0]}: predictions must have the size of the original image")
+    if lut is not None:
+        pred = lut.take(pred)  # take: ~2x faster than fancy indexing
+    return gt, pred
+
+
+def invalid_gt_error(pair: Pair, value: int, num_classes: int) -> UserError:
+    return UserError(f"{pair.gt} holds GT id {value}, but ImageNet-S{num_classes} GT ids are 0..{num_classes} "
+                     f"and 1000 (ignore): is --mode right for --gt-dir?")

@@ -13,10 +13,9 @@ import zipfile
 from pathlib import Path
 from typing import Dict, List
 
-from imagenets.errors import UserError
+from imagenets.errors import UserError, first_few
 from imagenets.progress import progress
 
-from evaluation.pairs import SHOW
 
 DEFAULT_MAX_SIZE = 4 * 1024 ** 3
 DEFAULT_MAX_ENTRIES = 100_000
@@ -67,8 +66,7 @@ def vet_entries(entries: List[zipfile.ZipInfo], source: Path, max_size: int, max
         if why:
             problems.setdefault(why, []).append(entry.filename)
     if problems:
-        details = "; ".join(f"{why}: {len(names)} ({', '.join(repr(n) for n in names[:SHOW])}"
-                            f"{', ...' if len(names) > SHOW else ''})" for why, names in problems.items())
+        details = "; ".join(f"{why}: {len(names)} ({first_few(names, fmt=repr)})" for why, names in problems.items())
         raise UserError(f"{source} has unsafe entries, nothing was extracted: {details}; rebuild it with "
                         "`imagenets submission`")
     total = sum(entry.file_size for entry in entries)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -24,10 +23,10 @@ from imagenets.errors import UserError, info, warn
 from imagenets.fileio import folders_overlap, read_json, write_json_atomic
 from imagenets.subsets import MODES, SUBSETS, get_subset
 
-from evaluation.matchfile import UNCOVERED, load_match, match_lut, match_to_json
-from evaluation.pairs import SHOW
-from evaluation.protocols import APPLIED_MARKER
-from evaluation.runner import map_reduce
+from imagenets.evaluation.engine.matchfile import UNCOVERED, load_match, match_lut, match_to_json
+from imagenets.evaluation.engine.inputs import SHOW
+from imagenets.evaluation.protocols.rules import APPLIED_MARKER
+from imagenets.evaluation.engine.parallel import map_reduce
 
 
 def infer_classes(mapping: Dict[int, int]) -> int:
@@ -191,10 +190,3 @@ COMMAND = Command("apply-match", "rewrite predictions through a match (fully uns
                               "under --predict-dir is replaced by its class from --match, written atomically "
                               "under --output-dir. Resumable; a different match rewrites everything.")
 
-
-def main(argv: Optional[List[str]] = None) -> int:
-    return COMMAND.main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

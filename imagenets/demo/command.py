@@ -13,17 +13,16 @@ import math
 import os
 import shlex
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from .cli import Command, add_quiet_argument, add_workers_argument, all_commands, run_command
-from .errors import UserError, info
-from .fileio import read_json, write_json_atomic
-from .metadata import load_metadata
-from .subsets import get_subset
+from ..cli import Command, add_quiet_argument, add_workers_argument, all_commands, run_command
+from ..errors import UserError, info
+from ..fileio import read_json, write_json_atomic
+from ..metadata import load_metadata
+from ..subsets import get_subset
 from .synthetic import write_synthetic_dataset, write_synthetic_meta
 
 MODE = 50
@@ -246,8 +245,8 @@ def torch_dataset(demo: Demo) -> None:
     """Load a training batch from the prepared tree, as a segmentation model would."""
     from torch.utils.data import DataLoader
 
-    from .datasets import ImageNetS
-    from .transforms import training_transforms
+    from ..datasets import ImageNetS
+    from ..transforms import training_transforms
 
     assert demo.subset_dir is not None
     data = ImageNetS(demo.subset_dir, MODE, "validation", meta_dir=str(demo.meta_dir),
@@ -367,10 +366,3 @@ COMMAND = Command("demo", "run the whole toolbox on synthetic data, offline, in 
                               "evaluate, apply the match, build and score submissions, draw pictures and convert "
                               "masks, all with the real commands; prints where each result is. Needs no download.")
 
-
-def main(argv: Optional[List[str]] = None) -> int:
-    return COMMAND.main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

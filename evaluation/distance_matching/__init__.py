@@ -1,0 +1,1 @@
+"""Distance matching (PASS): embeddings bank from train-semi, k-NN vote per pixel, the command."""

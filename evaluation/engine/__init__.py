@@ -1,0 +1,1 @@
+"""The metric engine: per-image counting kernel, accumulators, co-occurrence, assignment, inputs, reports."""
