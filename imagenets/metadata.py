@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from . import pins
+from . import digests
 from .download import ChecksumError, DownloadError, download, file_digest
 from .errors import UserError, info, warn
 from .progress import progress
@@ -51,12 +51,12 @@ def cache_dir() -> Path:
 
 def cache_files() -> List[str]:
     """Relative paths the cache holds when complete."""
-    return list(pins.LIST_SHA256) + [pins.DATA_PY]
+    return list(digests.LIST_SHA256) + [digests.DATA_PY]
 
 
 def _pinned_sha256(rel: str) -> str:
-    # Read the pins at call time so that tests can monkeypatch them.
-    return pins.DATA_PY_SHA256 if rel == pins.DATA_PY else pins.LIST_SHA256[rel]
+    # Read the digests at call time so that tests can monkeypatch them.
+    return digests.DATA_PY_SHA256 if rel == digests.DATA_PY else digests.LIST_SHA256[rel]
 
 
 def missing_cache_files() -> List[str]:
@@ -262,7 +262,7 @@ class Metadata:
 
     def class_names_file(self, subset: SubsetLike) -> Optional[Path]:
         """Where class names come from: ``data.py`` at the root, else ``classnames/``; None if neither."""
-        for rel in (pins.DATA_PY, classnames_file(subset)):
+        for rel in (digests.DATA_PY, classnames_file(subset)):
             if (self.root / rel).is_file():
                 return self.root / rel
         return None
@@ -282,7 +282,7 @@ class Metadata:
             warn(f"no class names in {self.root} (neither data.py nor {classnames_file(subset)}): "
                  "the wnids stand in for them")
             return categories
-        if path.name == pins.DATA_PY:
+        if path.name == digests.DATA_PY:
             if "data.py" not in self._memo:
                 self._memo["data.py"] = read_data_py(path)
             variable = f"classes_{subset.num_classes}"

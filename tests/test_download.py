@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Tuple
 
 import pytest
 
-from imagenets import cli, pins
+from imagenets import cli, digests
 from imagenets.download import ChecksumError, DownloadError, download
 from imagenets.errors import UserError
 from imagenets.metadata import cache_dir, cache_files, load_metadata
@@ -104,8 +104,8 @@ def official(server, meta_dir, tmp_path, monkeypatch) -> Loopback:
     lines = ['raise SystemExit("data.py was executed")', "helper = sorted([3, 1])"]
     lines += [f"classes_{k} = {class_names_from(meta_dir, k)!r}" for k in SUBSETS]
     data_py.write_text("\n".join(lines), encoding="utf-8")
-    monkeypatch.setattr(pins, "DATA_PY_SHA256", hashlib.sha256(data_py.read_bytes()).hexdigest())
-    server.routes = {f"/data/{rel}": meta_dir / rel for rel in pins.LIST_SHA256}
+    monkeypatch.setattr(digests, "DATA_PY_SHA256", hashlib.sha256(data_py.read_bytes()).hexdigest())
+    server.routes = {f"/data/{rel}": meta_dir / rel for rel in digests.LIST_SHA256}
     server.routes["/data/data.py"] = data_py
     monkeypatch.setenv("IMAGENETS_META_URL", server.url + "/data")
     return server
@@ -143,7 +143,7 @@ def test_corrupted_file_caches_nothing(official, capsys):
         load_metadata(quiet=True)
     message = str(caught.value)
     assert DROPPED in message and official.url in message
-    assert "expected " + pins.LIST_SHA256[DROPPED] in message and "nothing was cached" in message
+    assert "expected " + digests.LIST_SHA256[DROPPED] in message and "nothing was cached" in message
     assert cached() == []
     assert not cache_dir().with_name(f".{cache_dir().name}.partial").exists()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from imagenets import cli, pins
+from imagenets import cli, digests
 from imagenets.errors import UserError
 from imagenets.metadata import Metadata, cache_dir, load_metadata, names_from_constant
 from imagenets.subsets import SUBSETS
@@ -176,7 +176,7 @@ def test_meta_path_with_an_empty_cache_exits_2(capsys):
 
 
 def test_meta_path_reports_a_complete_cache(meta_dir, capsys):
-    for rel in pins.LIST_SHA256:
+    for rel in digests.LIST_SHA256:
         (cache_dir() / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(meta_dir / rel, cache_dir() / rel)
     write_data_py(cache_dir(), "")
