@@ -138,27 +138,42 @@ def load_metadata(meta_dir: Optional[Union[str, "os.PathLike[str]"]] = None, qui
 
 # ---- class names from data.py (parsed, never executed) ---------------------------------------
 
+def _class_targets(node: ast.AST) -> List[str]:
+    """Names ``classes_*`` that an assignment node binds, as a module constant or an attribute."""
+    if isinstance(node, ast.Assign):
+        targets = node.targets
+    elif isinstance(node, ast.AnnAssign) and node.value is not None:
+        targets = [node.target]
+    else:
+        return []
+    names = [target.id if isinstance(target, ast.Name) else
+             target.attr if isinstance(target, ast.Attribute) else "" for target in targets]
+    return [name for name in names if name.startswith("classes_")]
+
+
 def read_data_py(path: Path) -> Dict[str, Any]:
-    """Module-level literal assignments named ``classes_*`` in ``path``, read with ``ast`` only."""
+    """The first literal assigned to each ``classes_*`` anywhere in ``path``, read with ``ast`` only.
+
+    The official file sets ``self.classes_K = "a, b, ..."`` in ``EvalDataset.__init__``, then rebinds it
+    to ``['background'] + ....split(', ')``; older shapes are module constants. Only literals count.
+    """
     try:
         tree = ast.parse(path.read_bytes(), filename=str(path))
     except (OSError, SyntaxError, ValueError) as exc:
         raise UserError(f"cannot parse {path} ({exc}): use the official data/data.py, "
                         "or remove it to fall back to classnames/") from None
+    assignments = [node for node in ast.walk(tree) if _class_targets(node)]
+    # ast.walk goes breadth-first; source order decides which assignment is "first".
+    assignments.sort(key=lambda node: (node.lineno, node.col_offset))
     found: Dict[str, Any] = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign):
-            targets, value = node.targets, node.value
-        elif isinstance(node, ast.AnnAssign) and node.value is not None:
-            targets, value = [node.target], node.value
-        else:
-            continue
-        for target in targets:
-            if isinstance(target, ast.Name) and target.id.startswith("classes_"):
-                try:
-                    found[target.id] = ast.literal_eval(value)
-                except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-                    found[target.id] = None  # not a literal: reported if this subset needs it
+    for node in assignments:
+        try:
+            value = ast.literal_eval(node.value)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            value = None  # not a literal: reported if this subset needs it and no literal follows
+        for name in _class_targets(node):
+            if found.get(name) is None:
+                found[name] = value
     return found
 
 
@@ -166,7 +181,7 @@ def names_from_constant(value: Any, categories: List[str], where: str) -> List[s
     """Class names aligned with ``categories`` from a ``classes_K`` value of any accepted shape.
 
     Accepted: a list/tuple of names in class-id order, of (wnid, name) pairs, a dict wnid -> name,
-    or one string with one name per line or comma-separated.
+    or one string with one name per line or names joined by ``", "`` (the official file) or ``","``.
     """
     count = len(categories)
     if isinstance(value, (list, tuple)) and value and all(
@@ -179,7 +194,7 @@ def names_from_constant(value: Any, categories: List[str], where: str) -> List[s
                             "use the official data/data.py, or remove it to fall back to classnames/")
         return [value[wnid].strip() for wnid in categories]
     if isinstance(value, str):
-        for separator in ("\n", ","):
+        for separator in ("\n", ", ", ","):
             parts = [part.strip() for part in value.split(separator) if part.strip()]
             if len(parts) == count:
                 return parts

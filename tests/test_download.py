@@ -16,6 +16,7 @@ from imagenets.download import ChecksumError, DownloadError, download
 from imagenets.errors import UserError
 from imagenets.metadata import cache_dir, cache_files, load_metadata
 from imagenets.subsets import SUBSETS
+from official_data_py import official_data_py, read_class_names
 
 DROPPED = "mapping/ImageNetS_im919_mapping_test.txt"
 
@@ -91,19 +92,12 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}/data"
 
 
-def class_names_from(meta_dir: Path, k: int) -> List[str]:
-    text = (meta_dir / f"classnames/ImageNetS_classnames_im{k}.txt").read_text(encoding="utf-8")
-    return [line.split("\t", 1)[1] for line in text.splitlines() if line]
-
-
 @pytest.fixture()
 def official(server, meta_dir, tmp_path, monkeypatch) -> Loopback:
-    """The loopback server playing the official repository: the 15 lists and a data.py we write."""
+    """The loopback server playing the official repository: the 15 lists and a data.py of its shape."""
     data_py = tmp_path / "data.py"
-    # A data.py that must never run: the names are read with ast only.
-    lines = ['raise SystemExit("data.py was executed")', "helper = sorted([3, 1])"]
-    lines += [f"classes_{k} = {class_names_from(meta_dir, k)!r}" for k in SUBSETS]
-    data_py.write_text("\n".join(lines), encoding="utf-8")
+    data_py.write_text(official_data_py({k: read_class_names(meta_dir, k) for k in sorted(SUBSETS)}),
+                       encoding="utf-8")
     monkeypatch.setattr(digests, "DATA_PY_SHA256", hashlib.sha256(data_py.read_bytes()).hexdigest())
     server.routes = {f"/data/{rel}": meta_dir / rel for rel in digests.LIST_SHA256}
     server.routes["/data/data.py"] = data_py
@@ -126,7 +120,7 @@ def test_meta_download_fills_the_cache_and_later_reads_are_offline(official, met
     meta = load_metadata(quiet=True)
     assert meta.source == "cache" and meta.root == cache_dir()
     assert meta.categories(50) == sorted((meta_dir / SUBSETS[50].categories_file).read_text().split())
-    assert meta.class_names(919) == class_names_from(meta_dir, 919)
+    assert meta.class_names(919) == read_class_names(meta_dir, 919)
     assert len(meta.split_images(300, "test")) == SUBSETS[300].test
 
 

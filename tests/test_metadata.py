@@ -11,8 +11,9 @@ import pytest
 
 from imagenets import cli, digests
 from imagenets.errors import UserError
-from imagenets.metadata import Metadata, cache_dir, load_metadata, names_from_constant
+from imagenets.metadata import Metadata, cache_dir, load_metadata, names_from_constant, read_data_py
 from imagenets.subsets import SUBSETS
+from official_data_py import official_data_py, read_class_names
 
 
 def read_classnames(meta_dir: Path, k: int) -> dict:
@@ -117,6 +118,52 @@ def test_data_py_that_does_not_parse_is_named(meta_dir, tmp_path):
     write_data_py(tmp_path, "classes_50 = [\n")
     with pytest.raises(UserError, match=r"cannot parse .*data\.py"):
         load_metadata(meta_dir=tmp_path).class_names(50)
+
+
+def test_official_data_py_shape_gives_the_classnames_of_every_subset(meta_dir, tmp_path):
+    copy_lists(meta_dir, tmp_path, ks=sorted(SUBSETS))
+    names = {k: read_class_names(meta_dir, k) for k in sorted(SUBSETS)}
+    (tmp_path / "data.py").write_text(official_data_py(names), encoding="utf-8")
+    meta = load_metadata(meta_dir=tmp_path)
+    for k in sorted(SUBSETS):
+        assert meta.class_names_file(k) == tmp_path / "data.py"
+        assert meta.class_names(k) == names[k]
+
+
+HAND_WRITTEN_DATA_PY = """import torch
+from torchvision.datasets import ImageFolder
+from munkres import Munkres
+
+
+class EvalDataset(ImageFolder):
+    def __init__(self, pred_root, label_root, name_list, match=None):
+        super(EvalDataset, self).__init__(label_root)
+        self.classes_50 = "goldfish, tiger shark, jack-o'-lantern"
+        self.classes_300 = "tench, goldfish, tiger shark"
+        self.classes_919 = "tench, goldfish, great white shark"
+        self.classes_50 = ['background'] + self.classes_50.split(', ')
+        self.classes_300 = ['background'] + self.classes_300.split(', ')
+        self.classes_919 = ['background'] + self.classes_919.split(', ')
+        self.classes_919 = ['rebound', 'later', 'literal']
+"""
+
+
+def test_attribute_strings_in_evaldataset_init_are_read_and_rebinding_ignored(tmp_path):
+    (tmp_path / "data.py").write_text(HAND_WRITTEN_DATA_PY, encoding="utf-8")
+    found = read_data_py(tmp_path / "data.py")
+    assert found == {"classes_50": "goldfish, tiger shark, jack-o'-lantern",
+                     "classes_300": "tench, goldfish, tiger shark",
+                     "classes_919": "tench, goldfish, great white shark"}
+    assert names_from_constant(found["classes_50"], ["n1", "n2", "n3"], "classes_50") == [
+        "goldfish", "tiger shark", "jack-o'-lantern"]
+
+
+def test_first_literal_in_source_order_wins_between_constant_and_attribute(tmp_path):
+    (tmp_path / "data.py").write_text(
+        "classes_50 = make()\nclass A:\n    def f(self):\n        self.classes_50 = 'x, y'\n"
+        "classes_50 = 'late, literal'\nclasses_300 = ['a']\nclass B:\n    classes_300 = 'inner'\n",
+        encoding="utf-8")
+    assert read_data_py(tmp_path / "data.py") == {"classes_50": "x, y", "classes_300": ["a"]}
 
 
 @pytest.mark.parametrize("value", [
