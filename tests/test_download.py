@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import os
 import socket
 import threading
 from pathlib import Path
@@ -11,12 +12,12 @@ from typing import Dict, List, Optional, Tuple
 
 import pytest
 
-from imagenets import cli, digests
+from imagenets import cli, digests, metadata
 from imagenets.download import ChecksumError, DownloadError, download
 from imagenets.errors import UserError
 from imagenets.metadata import cache_dir, cache_files, load_metadata
 from imagenets.subsets import SUBSETS
-from official_data_py import official_data_py, read_class_names
+from metadata_shapes import cut_in_half, official_data_py, read_class_names
 
 DROPPED = "mapping/ImageNetS_im919_mapping_test.txt"
 
@@ -156,6 +157,49 @@ def test_dropped_connection_fails_then_rerun_resumes_with_range(official, meta_d
     assert ranges == [f"bytes={size // 2}-"]
     assert (cache_dir() / DROPPED).read_bytes() == (meta_dir / DROPPED).read_bytes()
     assert cached() == sorted(cache_files())
+
+
+CUT = SUBSETS[50].validation_names_file
+
+
+def test_cached_list_cut_in_half_is_downloaded_again_on_load(official, capsys):
+    assert cli.main(["meta", "download", "--quiet"]) == 0
+    cut_in_half(cache_dir() / CUT)
+    official.requests.clear()
+    meta = load_metadata(quiet=True)
+    assert official.requests == [(f"/data/{CUT}", None)]
+    assert len(meta.validation_names(50)) == SUBSETS[50].validation
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1 and str(cache_dir() / CUT) in err and "pinned SHA-256" in err
+    official.requests.clear()
+    load_metadata(quiet=True)
+    assert official.requests == []
+
+
+def test_cached_list_cut_in_half_offline_is_one_error_naming_it(official, monkeypatch):
+    assert cli.main(["meta", "download", "--quiet"]) == 0
+    cut_in_half(cache_dir() / CUT)
+    monkeypatch.setenv("IMAGENETS_META_URL", closed_port_url())
+    with pytest.raises(UserError) as caught:
+        load_metadata(quiet=True)
+    message = str(caught.value)
+    assert message.startswith(f"{cache_dir() / CUT} does not have its pinned SHA-256")
+    assert "`imagenets meta download` when online" in message and "\n" not in message
+
+
+def test_verified_cache_is_hashed_again_only_when_a_file_size_or_mtime_changes(official, monkeypatch):
+    assert cli.main(["meta", "download", "--quiet"]) == 0
+    assert cached() == sorted(cache_files())  # the stamps lie beside the cache, not in it
+    hashed = []
+    real_digest = metadata.file_digest
+    monkeypatch.setattr(metadata, "file_digest", lambda path: hashed.append(path) or real_digest(path))
+    load_metadata(quiet=True)
+    assert hashed == []
+    touched = cache_dir() / SUBSETS[919].categories_file
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 1))
+    load_metadata(quiet=True)
+    load_metadata(quiet=True)
+    assert hashed == [touched]
 
 
 # ---- the generic helper ----------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import socket
@@ -13,7 +14,7 @@ from imagenets import cli, digests
 from imagenets.errors import UserError
 from imagenets.metadata import Metadata, cache_dir, load_metadata, names_from_constant, read_data_py
 from imagenets.subsets import SUBSETS
-from official_data_py import official_data_py, read_class_names
+from metadata_shapes import cut_in_half, official_data_py, read_class_names
 
 
 def read_classnames(meta_dir: Path, k: int) -> dict:
@@ -222,11 +223,33 @@ def test_meta_path_with_an_empty_cache_exits_2(capsys):
     assert "imagenets meta download" in captured.err
 
 
-def test_meta_path_reports_a_complete_cache(meta_dir, capsys):
+def copy_into_cache(meta_dir: Path, monkeypatch) -> None:
+    """The 15 official lists and a data.py of the official shape, pinned, placed as a finished cache."""
     for rel in digests.LIST_SHA256:
         (cache_dir() / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(meta_dir / rel, cache_dir() / rel)
-    write_data_py(cache_dir(), "")
+    text = official_data_py({k: read_class_names(meta_dir, k) for k in sorted(SUBSETS)})
+    (cache_dir() / "data.py").write_text(text, encoding="utf-8")
+    monkeypatch.setattr(digests, "DATA_PY_SHA256", hashlib.sha256(text.encode()).hexdigest())
+
+
+def test_meta_path_reports_a_complete_cache(meta_dir, monkeypatch, capsys):
+    copy_into_cache(meta_dir, monkeypatch)
     assert cli.main(["meta", "path"]) == 0
     out = capsys.readouterr().out
     assert "source: cache" in out and f"cache: {cache_dir()}: complete" in out
+
+
+def test_meta_path_reports_a_cached_list_cut_in_half_as_not_verified(meta_dir, monkeypatch, capsys):
+    copy_into_cache(meta_dir, monkeypatch)
+    assert cli.main(["meta", "path", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["cache_complete"] is True
+    rel = SUBSETS[50].validation_names_file
+    cut_in_half(cache_dir() / rel)
+    assert cli.main(["meta", "path", "--json"]) == 2
+    report = json.loads(capsys.readouterr().out)
+    assert report["cache_complete"] is False and report["cache_changed"] == [rel]
+    assert report["cache_missing"] == 0 and report["usable"] is False
+    assert cli.main(["meta", "path"]) == 2
+    out = capsys.readouterr().out
+    assert f"incomplete, 1 of 16 files not verified ({rel}: not the pinned SHA-256)" in out

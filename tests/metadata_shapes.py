@@ -1,4 +1,4 @@
-"""Build a ``data.py`` of the official file's shape (see ../shared/README.md) from class names."""
+"""Metadata files in the official shapes (see ../shared/README.md): a ``data.py``, a list cut short."""
 
 from __future__ import annotations
 
@@ -47,3 +47,9 @@ def official_data_py(names: Dict[int, List[str]]) -> str:
         lines.append(f'        self.classes_{k} = "{", ".join(values)}"')
     lines += [f"        self.classes_{k} = ['background'] + self.classes_{k}.split(', ')" for k in names]
     return "\n".join(lines) + "\n" + _TAIL
+
+
+def cut_in_half(path: Path) -> None:
+    """Keep the first half of a list's lines, as a copy cut short would (no final newline, like the lists)."""
+    lines = path.read_text(encoding="utf-8").split("\n")
+    path.write_text("\n".join(lines[:len(lines) // 2]), encoding="utf-8")
