@@ -8,8 +8,8 @@ from typing import Any, Dict, Optional
 
 from .cli import Command, add_meta_argument, add_quiet_argument
 from .errors import UserError, info
-from .metadata import (SOURCE_CACHE, SOURCE_HINT, Metadata, cache_dir, cache_files, fill_cache,
-                       missing_cache_files, resolve_source)
+from .metadata import (SOURCE_CACHE, SOURCE_HINT, Metadata, cache_dir, cache_files, cache_problems, fill_cache,
+                       resolve_source)
 from .subsets import META_COMMIT, SUBSETS
 
 
@@ -32,25 +32,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     path = _action(
         actions, "path", "print the directory metadata is read from and its source",
         "Print the directory metadata is read from, its source (--meta-dir, IMAGENETS_META_DIR or "
-        "cache) and whether the cache is complete. Downloads nothing; exits 2 if no source is usable.")
+        "cache) and whether the cache is complete: every file present with its pinned SHA-256. "
+        "Downloads nothing; exits 2 if no source is usable.")
     add_meta_argument(path)
     path.add_argument("--json", action="store_true",
-                      help="print one JSON object (path, source, cache, cache_complete, subsets, usable)")
+                      help="print one JSON object (path, source, cache, cache_complete, cache_missing, "
+                           "cache_changed, subsets, usable)")
 
 
 def describe(meta_dir: Optional[str] = None) -> Dict[str, Any]:
     """Where metadata would be read from, which subsets it covers, and the state of the cache."""
     root, source = resolve_source(meta_dir)
-    missing_cache = missing_cache_files()
+    problems = cache_problems()
     complete = {}
     for subset in SUBSETS.values():
         if source == SOURCE_CACHE:
-            complete[subset.mode] = not missing_cache
+            complete[subset.mode] = not problems
         else:
             complete[subset.mode] = not Metadata(root, source).missing_lists(subset)
     return {"path": str(root), "source": source, "cache": str(cache_dir()),
-            "cache_complete": not missing_cache, "cache_missing": len(missing_cache),
+            "cache_complete": not problems,
+            "cache_missing": sum(problem == "missing" for problem in problems.values()),
+            "cache_changed": sorted(rel for rel, problem in problems.items() if problem == "changed"),
             "subsets": complete, "usable": any(complete.values())}
+
+
+def _cache_state(report: Dict[str, Any]) -> str:
+    total = len(cache_files())
+    if report["cache_complete"]:
+        return f"complete, {total} files with their pinned SHA-256"
+    parts = [f"{report['cache_missing']} of {total} files missing"] if report["cache_missing"] else []
+    changed = report["cache_changed"]
+    if changed:
+        named = ", ".join(changed[:3]) + (", ..." if len(changed) > 3 else "")
+        parts.append(f"{len(changed)} of {total} files not verified ({named}: not the pinned SHA-256)")
+    return "incomplete, " + "; ".join(parts)
 
 
 def _print_path(args: argparse.Namespace) -> int:
@@ -58,14 +74,12 @@ def _print_path(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report))
     else:
-        state = ("complete" if report["cache_complete"] else
-                 f"incomplete, {report['cache_missing']} of {len(cache_files())} files missing")
-        covered = ", ".join(f"{k}: {'complete' if ok else 'lists missing'}"
-                            for k, ok in report["subsets"].items())
+        short = "cache incomplete" if report["source"] == SOURCE_CACHE else "lists missing"
+        covered = ", ".join(f"{k}: {'complete' if ok else short}" for k, ok in report["subsets"].items())
         print(report["path"])
         print(f"source: {report['source']}")
         print(f"subsets: {covered}")
-        print(f"cache: {report['cache']}: {state}")
+        print(f"cache: {report['cache']}: {_cache_state(report)}")
     if not report["usable"]:
         where = ("the cache is incomplete" if report["source"] == SOURCE_CACHE
                  else f"{report['path']} ({report['source']}) holds no complete subset")
@@ -74,9 +88,10 @@ def _print_path(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    if not args.force and not missing_cache_files():
-        info("the metadata cache is already complete; --force downloads it again", args.quiet)
-    print(fill_cache(force=args.force, quiet=args.quiet))
+    problems = cache_problems()
+    if not args.force and not problems:
+        info("the metadata cache is already complete and verified; --force downloads it again", args.quiet)
+    print(fill_cache(force=args.force, quiet=args.quiet, problems=problems))
     return 0
 
 

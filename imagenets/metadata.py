@@ -1,20 +1,23 @@
 """The official ImageNet-S lists and class names, read from ``--meta-dir``, ``$IMAGENETS_META_DIR`` or a cache.
 
 The cache (``$IMAGENETS_CACHE`` or ``~/.cache/imagenets``, then ``<commit>/``) is filled on first use
-from the official repository at a pinned commit, every file checked against its pinned SHA-256.
+from the official repository at a pinned commit, every file checked against its pinned SHA-256, on
+download and again on every load (hashed only when its size or mtime changed since the last check).
 """
 
 from __future__ import annotations
 
 import ast
+import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from . import pins
+from . import digests
 from .download import ChecksumError, DownloadError, download, file_digest
 from .errors import UserError, info, warn
+from .fileio import write_json_atomic
 from .progress import progress
 from .subsets import META_COMMIT, Subset, get_subset
 
@@ -29,8 +32,9 @@ SOURCE_ENV = ENV_META_DIR
 SOURCE_CACHE = "cache"
 
 #: The fix for "no metadata at all": said in every error that lacks a source.
-SOURCE_HINT = ("pass --meta-dir DIR (or set IMAGENETS_META_DIR) to a copy of the official ImageNet-S "
-               "data/ folder, or run `imagenets meta download` once while online")
+SOURCE_DIR_HINT = ("pass --meta-dir DIR (or set IMAGENETS_META_DIR) to a copy of the official ImageNet-S "
+                   "data/ folder")
+SOURCE_HINT = f"{SOURCE_DIR_HINT}, or run `imagenets meta download` once while online"
 
 SubsetLike = Union[Subset, int, str]
 Pair = Tuple[str, str]
@@ -51,39 +55,84 @@ def cache_dir() -> Path:
 
 def cache_files() -> List[str]:
     """Relative paths the cache holds when complete."""
-    return list(pins.LIST_SHA256) + [pins.DATA_PY]
+    return list(digests.LIST_SHA256) + [digests.DATA_PY]
 
 
 def _pinned_sha256(rel: str) -> str:
-    # Read the pins at call time so that tests can monkeypatch them.
-    return pins.DATA_PY_SHA256 if rel == pins.DATA_PY else pins.LIST_SHA256[rel]
+    # Read the digests at call time so that tests can monkeypatch them.
+    return digests.DATA_PY_SHA256 if rel == digests.DATA_PY else digests.LIST_SHA256[rel]
 
 
-def missing_cache_files() -> List[str]:
-    """Cache files not present yet (presence only: they were verified when they were moved in)."""
+def stamps_path() -> Path:
+    """``.<commit>.verified.json`` beside the cache: a (size, mtime_ns, SHA-256) stamp per verified file."""
     root = cache_dir()
-    return [rel for rel in cache_files() if not (root / rel).is_file()]
+    return root.with_name(f".{root.name}.verified.json")
+
+
+def _read_stamps() -> Dict[str, Any]:
+    try:
+        stamps = json.loads(stamps_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # absent or unreadable: every file is hashed again, nothing worse
+    return stamps if isinstance(stamps, dict) else {}
+
+
+def _stamp(path: Path, sha256: str) -> List[Any]:
+    status = path.stat()
+    return [status.st_size, status.st_mtime_ns, sha256]
+
+
+def _save_stamps(stamps: Dict[str, Any]) -> None:
+    try:
+        write_json_atomic(stamps_path(), stamps)
+    except OSError:
+        pass  # a read-only cache folder: later loads hash again, nothing worse
+
+
+def cache_problems() -> Dict[str, str]:
+    """Cache files that are ``"missing"`` or ``"changed"`` (present without their pinned SHA-256).
+
+    A file is hashed only when its size, mtime or pin differ from the stamp of its last check.
+    """
+    root, stamps = cache_dir(), _read_stamps()
+    verified: Dict[str, Any] = {}
+    problems: Dict[str, str] = {}
+    for rel in cache_files():
+        path, pinned = root / rel, _pinned_sha256(rel)
+        if not path.is_file():
+            problems[rel] = "missing"
+            continue
+        # Stat before hashing: a write during the hash changes the mtime, so the next check hashes again.
+        stamp = _stamp(path, pinned)
+        if stamps.get(rel) != stamp and file_digest(path) != pinned:
+            problems[rel] = "changed"
+            continue
+        verified[rel] = stamp
+    if verified != stamps:
+        _save_stamps(verified)
+    return problems
 
 
 def cache_complete() -> bool:
-    return not missing_cache_files()
+    """Every cache file is present with its pinned SHA-256."""
+    return not cache_problems()
 
 
-def fill_cache(force: bool = False, quiet: bool = False) -> Path:
-    """Download the missing (or, with ``force``, all) metadata files into the cache; return its path.
+def fill_cache(force: bool = False, quiet: bool = False,
+               problems: Optional[Dict[str, str]] = None) -> Path:
+    """Download the missing or changed (with ``force``, all) metadata files to the cache; return its path.
 
-    Files go to a staging folder first; only when every one has its pinned SHA-256 are they moved
-    in, so a mismatch caches nothing. A dropped connection keeps the partial file for a resume.
+    ``problems`` is ``cache_problems()`` if the caller has it. Files go to a staging folder first; only
+    when every one has its pinned SHA-256 are they moved in, so a mismatch caches nothing. A dropped
+    connection keeps the partial file for a resume.
     """
     target = cache_dir()
-    wanted = []
-    for rel in cache_files():
-        have = target / rel
-        if not force and have.is_file():
-            if file_digest(have) == _pinned_sha256(rel):
-                continue
-            warn(f"{have} does not have its pinned SHA-256: downloading it again")
-        wanted.append(rel)
+    problems = cache_problems() if problems is None else problems
+    for rel, problem in problems.items():
+        if problem == "changed":
+            warn(f"{target / rel} does not have its pinned SHA-256 (cut short or edited?): "
+                 "downloading it again")
+    wanted = cache_files() if force else [rel for rel in cache_files() if rel in problems]
     if not wanted:
         return target
     staging = target.with_name(f".{target.name}.partial")
@@ -102,10 +151,13 @@ def fill_cache(force: bool = False, quiet: bool = False) -> Path:
     except DownloadError as exc:
         raise DownloadError(f"cannot download the ImageNet-S metadata ({exc.url}: {exc.reason}); "
                             f"rerun when online to resume, or {SOURCE_HINT}", exc.url, exc.reason) from None
+    stamps = _read_stamps()
     for rel in wanted:
         (target / rel).parent.mkdir(parents=True, exist_ok=True)
         os.replace(staging / rel, target / rel)
+        stamps[rel] = _stamp(target / rel, _pinned_sha256(rel))  # verified by download()
     shutil.rmtree(staging, ignore_errors=True)
+    _save_stamps(stamps)
     return target
 
 
@@ -129,36 +181,65 @@ def resolve_source(meta_dir: Optional[Union[str, "os.PathLike[str]"]] = None) ->
 
 
 def load_metadata(meta_dir: Optional[Union[str, "os.PathLike[str]"]] = None, quiet: bool = False) -> "Metadata":
-    """Metadata from ``--meta-dir``, else ``$IMAGENETS_META_DIR``, else the cache (filled on first use)."""
+    """Metadata from ``--meta-dir``, else ``$IMAGENETS_META_DIR``, else the cache (filled on first use).
+
+    Cache files are checked against their pinned SHA-256 on every load; a changed one is downloaded again.
+    """
     root, source = resolve_source(meta_dir)
-    if source == SOURCE_CACHE and not cache_complete():
-        fill_cache(quiet=quiet)
+    if source == SOURCE_CACHE:
+        problems = cache_problems()
+        if problems:
+            try:
+                fill_cache(quiet=quiet, problems=problems)
+            except DownloadError as exc:
+                changed = [rel for rel in problems if problems[rel] == "changed"]
+                if not changed:
+                    raise
+                more = f" (and {len(changed) - 1} more cached files)" if len(changed) > 1 else ""
+                raise UserError(f"{root / changed[0]}{more} does not have its pinned SHA-256 (cut short or "
+                                f"edited?) and cannot be downloaded again ({exc.reason}): run `imagenets "
+                                f"meta download` when online to replace it, or {SOURCE_DIR_HINT}") from None
     return Metadata(root, source)
 
 
 # ---- class names from data.py (parsed, never executed) ---------------------------------------
 
+def _class_targets(node: ast.AST) -> List[str]:
+    """Names ``classes_*`` that an assignment node binds, as a module constant or an attribute."""
+    if isinstance(node, ast.Assign):
+        targets = node.targets
+    elif isinstance(node, ast.AnnAssign) and node.value is not None:
+        targets = [node.target]
+    else:
+        return []
+    names = [target.id if isinstance(target, ast.Name) else
+             target.attr if isinstance(target, ast.Attribute) else "" for target in targets]
+    return [name for name in names if name.startswith("classes_")]
+
+
 def read_data_py(path: Path) -> Dict[str, Any]:
-    """Module-level literal assignments named ``classes_*`` in ``path``, read with ``ast`` only."""
+    """The first literal assigned to each ``classes_*`` anywhere in ``path``, read with ``ast`` only.
+
+    The official file sets ``self.classes_K = "a, b, ..."`` in ``EvalDataset.__init__``, then rebinds it
+    to ``['background'] + ....split(', ')``; older shapes are module constants. Only literals count.
+    """
     try:
         tree = ast.parse(path.read_bytes(), filename=str(path))
     except (OSError, SyntaxError, ValueError) as exc:
         raise UserError(f"cannot parse {path} ({exc}): use the official data/data.py, "
                         "or remove it to fall back to classnames/") from None
+    assignments = [node for node in ast.walk(tree) if _class_targets(node)]
+    # ast.walk goes breadth-first; source order decides which assignment is "first".
+    assignments.sort(key=lambda node: (node.lineno, node.col_offset))
     found: Dict[str, Any] = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign):
-            targets, value = node.targets, node.value
-        elif isinstance(node, ast.AnnAssign) and node.value is not None:
-            targets, value = [node.target], node.value
-        else:
-            continue
-        for target in targets:
-            if isinstance(target, ast.Name) and target.id.startswith("classes_"):
-                try:
-                    found[target.id] = ast.literal_eval(value)
-                except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-                    found[target.id] = None  # not a literal: reported if this subset needs it
+    for node in assignments:
+        try:
+            value = ast.literal_eval(node.value)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            value = None  # not a literal: reported if this subset needs it and no literal follows
+        for name in _class_targets(node):
+            if found.get(name) is None:
+                found[name] = value
     return found
 
 
@@ -166,7 +247,7 @@ def names_from_constant(value: Any, categories: List[str], where: str) -> List[s
     """Class names aligned with ``categories`` from a ``classes_K`` value of any accepted shape.
 
     Accepted: a list/tuple of names in class-id order, of (wnid, name) pairs, a dict wnid -> name,
-    or one string with one name per line or comma-separated.
+    or one string with one name per line or names joined by ``", "`` (the official file) or ``","``.
     """
     count = len(categories)
     if isinstance(value, (list, tuple)) and value and all(
@@ -179,7 +260,7 @@ def names_from_constant(value: Any, categories: List[str], where: str) -> List[s
                             "use the official data/data.py, or remove it to fall back to classnames/")
         return [value[wnid].strip() for wnid in categories]
     if isinstance(value, str):
-        for separator in ("\n", ","):
+        for separator in ("\n", ", ", ","):
             parts = [part.strip() for part in value.split(separator) if part.strip()]
             if len(parts) == count:
                 return parts
@@ -262,7 +343,7 @@ class Metadata:
 
     def class_names_file(self, subset: SubsetLike) -> Optional[Path]:
         """Where class names come from: ``data.py`` at the root, else ``classnames/``; None if neither."""
-        for rel in (pins.DATA_PY, classnames_file(subset)):
+        for rel in (digests.DATA_PY, classnames_file(subset)):
             if (self.root / rel).is_file():
                 return self.root / rel
         return None
@@ -282,7 +363,7 @@ class Metadata:
             warn(f"no class names in {self.root} (neither data.py nor {classnames_file(subset)}): "
                  "the wnids stand in for them")
             return categories
-        if path.name == pins.DATA_PY:
+        if path.name == digests.DATA_PY:
             if "data.py" not in self._memo:
                 self._memo["data.py"] = read_data_py(path)
             variable = f"classes_{subset.num_classes}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import os
 import socket
 import threading
 from pathlib import Path
@@ -11,11 +12,12 @@ from typing import Dict, List, Optional, Tuple
 
 import pytest
 
-from imagenets import cli, pins
+from imagenets import cli, digests, metadata
 from imagenets.download import ChecksumError, DownloadError, download
 from imagenets.errors import UserError
 from imagenets.metadata import cache_dir, cache_files, load_metadata
 from imagenets.subsets import SUBSETS
+from metadata_shapes import cut_in_half, official_data_py, read_class_names
 
 DROPPED = "mapping/ImageNetS_im919_mapping_test.txt"
 
@@ -91,21 +93,14 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}/data"
 
 
-def class_names_from(meta_dir: Path, k: int) -> List[str]:
-    text = (meta_dir / f"classnames/ImageNetS_classnames_im{k}.txt").read_text(encoding="utf-8")
-    return [line.split("\t", 1)[1] for line in text.splitlines() if line]
-
-
 @pytest.fixture()
 def official(server, meta_dir, tmp_path, monkeypatch) -> Loopback:
-    """The loopback server playing the official repository: the 15 lists and a data.py we write."""
+    """The loopback server playing the official repository: the 15 lists and a data.py of its shape."""
     data_py = tmp_path / "data.py"
-    # A data.py that must never run: the names are read with ast only.
-    lines = ['raise SystemExit("data.py was executed")', "helper = sorted([3, 1])"]
-    lines += [f"classes_{k} = {class_names_from(meta_dir, k)!r}" for k in SUBSETS]
-    data_py.write_text("\n".join(lines), encoding="utf-8")
-    monkeypatch.setattr(pins, "DATA_PY_SHA256", hashlib.sha256(data_py.read_bytes()).hexdigest())
-    server.routes = {f"/data/{rel}": meta_dir / rel for rel in pins.LIST_SHA256}
+    data_py.write_text(official_data_py({k: read_class_names(meta_dir, k) for k in sorted(SUBSETS)}),
+                       encoding="utf-8")
+    monkeypatch.setattr(digests, "DATA_PY_SHA256", hashlib.sha256(data_py.read_bytes()).hexdigest())
+    server.routes = {f"/data/{rel}": meta_dir / rel for rel in digests.LIST_SHA256}
     server.routes["/data/data.py"] = data_py
     monkeypatch.setenv("IMAGENETS_META_URL", server.url + "/data")
     return server
@@ -126,7 +121,7 @@ def test_meta_download_fills_the_cache_and_later_reads_are_offline(official, met
     meta = load_metadata(quiet=True)
     assert meta.source == "cache" and meta.root == cache_dir()
     assert meta.categories(50) == sorted((meta_dir / SUBSETS[50].categories_file).read_text().split())
-    assert meta.class_names(919) == class_names_from(meta_dir, 919)
+    assert meta.class_names(919) == read_class_names(meta_dir, 919)
     assert len(meta.split_images(300, "test")) == SUBSETS[300].test
 
 
@@ -143,7 +138,7 @@ def test_corrupted_file_caches_nothing(official, capsys):
         load_metadata(quiet=True)
     message = str(caught.value)
     assert DROPPED in message and official.url in message
-    assert "expected " + pins.LIST_SHA256[DROPPED] in message and "nothing was cached" in message
+    assert "expected " + digests.LIST_SHA256[DROPPED] in message and "nothing was cached" in message
     assert cached() == []
     assert not cache_dir().with_name(f".{cache_dir().name}.partial").exists()
 
@@ -162,6 +157,49 @@ def test_dropped_connection_fails_then_rerun_resumes_with_range(official, meta_d
     assert ranges == [f"bytes={size // 2}-"]
     assert (cache_dir() / DROPPED).read_bytes() == (meta_dir / DROPPED).read_bytes()
     assert cached() == sorted(cache_files())
+
+
+CUT = SUBSETS[50].validation_names_file
+
+
+def test_cached_list_cut_in_half_is_downloaded_again_on_load(official, capsys):
+    assert cli.main(["meta", "download", "--quiet"]) == 0
+    cut_in_half(cache_dir() / CUT)
+    official.requests.clear()
+    meta = load_metadata(quiet=True)
+    assert official.requests == [(f"/data/{CUT}", None)]
+    assert len(meta.validation_names(50)) == SUBSETS[50].validation
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1 and str(cache_dir() / CUT) in err and "pinned SHA-256" in err
+    official.requests.clear()
+    load_metadata(quiet=True)
+    assert official.requests == []
+
+
+def test_cached_list_cut_in_half_offline_is_one_error_naming_it(official, monkeypatch):
+    assert cli.main(["meta", "download", "--quiet"]) == 0
+    cut_in_half(cache_dir() / CUT)
+    monkeypatch.setenv("IMAGENETS_META_URL", closed_port_url())
+    with pytest.raises(UserError) as caught:
+        load_metadata(quiet=True)
+    message = str(caught.value)
+    assert message.startswith(f"{cache_dir() / CUT} does not have its pinned SHA-256")
+    assert "`imagenets meta download` when online" in message and "\n" not in message
+
+
+def test_verified_cache_is_hashed_again_only_when_a_file_size_or_mtime_changes(official, monkeypatch):
+    assert cli.main(["meta", "download", "--quiet"]) == 0
+    assert cached() == sorted(cache_files())  # the stamps lie beside the cache, not in it
+    hashed = []
+    real_digest = metadata.file_digest
+    monkeypatch.setattr(metadata, "file_digest", lambda path: hashed.append(path) or real_digest(path))
+    load_metadata(quiet=True)
+    assert hashed == []
+    touched = cache_dir() / SUBSETS[919].categories_file
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 1))
+    load_metadata(quiet=True)
+    load_metadata(quiet=True)
+    assert hashed == [touched]
 
 
 # ---- the generic helper ----------------------------------------------------------------------

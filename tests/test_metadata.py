@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import socket
@@ -9,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from imagenets import cli, pins
+from imagenets import cli, digests
 from imagenets.errors import UserError
-from imagenets.metadata import Metadata, cache_dir, load_metadata, names_from_constant
+from imagenets.metadata import Metadata, cache_dir, load_metadata, names_from_constant, read_data_py
 from imagenets.subsets import SUBSETS
+from metadata_shapes import cut_in_half, official_data_py, read_class_names
 
 
 def read_classnames(meta_dir: Path, k: int) -> dict:
@@ -119,6 +121,52 @@ def test_data_py_that_does_not_parse_is_named(meta_dir, tmp_path):
         load_metadata(meta_dir=tmp_path).class_names(50)
 
 
+def test_official_data_py_shape_gives_the_classnames_of_every_subset(meta_dir, tmp_path):
+    copy_lists(meta_dir, tmp_path, ks=sorted(SUBSETS))
+    names = {k: read_class_names(meta_dir, k) for k in sorted(SUBSETS)}
+    (tmp_path / "data.py").write_text(official_data_py(names), encoding="utf-8")
+    meta = load_metadata(meta_dir=tmp_path)
+    for k in sorted(SUBSETS):
+        assert meta.class_names_file(k) == tmp_path / "data.py"
+        assert meta.class_names(k) == names[k]
+
+
+HAND_WRITTEN_DATA_PY = """import torch
+from torchvision.datasets import ImageFolder
+from munkres import Munkres
+
+
+class EvalDataset(ImageFolder):
+    def __init__(self, pred_root, label_root, name_list, match=None):
+        super(EvalDataset, self).__init__(label_root)
+        self.classes_50 = "goldfish, tiger shark, jack-o'-lantern"
+        self.classes_300 = "tench, goldfish, tiger shark"
+        self.classes_919 = "tench, goldfish, great white shark"
+        self.classes_50 = ['background'] + self.classes_50.split(', ')
+        self.classes_300 = ['background'] + self.classes_300.split(', ')
+        self.classes_919 = ['background'] + self.classes_919.split(', ')
+        self.classes_919 = ['rebound', 'later', 'literal']
+"""
+
+
+def test_attribute_strings_in_evaldataset_init_are_read_and_rebinding_ignored(tmp_path):
+    (tmp_path / "data.py").write_text(HAND_WRITTEN_DATA_PY, encoding="utf-8")
+    found = read_data_py(tmp_path / "data.py")
+    assert found == {"classes_50": "goldfish, tiger shark, jack-o'-lantern",
+                     "classes_300": "tench, goldfish, tiger shark",
+                     "classes_919": "tench, goldfish, great white shark"}
+    assert names_from_constant(found["classes_50"], ["n1", "n2", "n3"], "classes_50") == [
+        "goldfish", "tiger shark", "jack-o'-lantern"]
+
+
+def test_first_literal_in_source_order_wins_between_constant_and_attribute(tmp_path):
+    (tmp_path / "data.py").write_text(
+        "classes_50 = make()\nclass A:\n    def f(self):\n        self.classes_50 = 'x, y'\n"
+        "classes_50 = 'late, literal'\nclasses_300 = ['a']\nclass B:\n    classes_300 = 'inner'\n",
+        encoding="utf-8")
+    assert read_data_py(tmp_path / "data.py") == {"classes_50": "x, y", "classes_300": ["a"]}
+
+
 @pytest.mark.parametrize("value", [
     ["a", "b", "c"], ("a", "b", "c"), {"n3": "c", "n1": "a", "n2": "b"}, [("n1", "a"), ("n2", "b"), ("n3", "c")],
     "a\nb\nc\n", "a, b, c",
@@ -175,11 +223,33 @@ def test_meta_path_with_an_empty_cache_exits_2(capsys):
     assert "imagenets meta download" in captured.err
 
 
-def test_meta_path_reports_a_complete_cache(meta_dir, capsys):
-    for rel in pins.LIST_SHA256:
+def copy_into_cache(meta_dir: Path, monkeypatch) -> None:
+    """The 15 official lists and a data.py of the official shape, pinned, placed as a finished cache."""
+    for rel in digests.LIST_SHA256:
         (cache_dir() / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(meta_dir / rel, cache_dir() / rel)
-    write_data_py(cache_dir(), "")
+    text = official_data_py({k: read_class_names(meta_dir, k) for k in sorted(SUBSETS)})
+    (cache_dir() / "data.py").write_text(text, encoding="utf-8")
+    monkeypatch.setattr(digests, "DATA_PY_SHA256", hashlib.sha256(text.encode()).hexdigest())
+
+
+def test_meta_path_reports_a_complete_cache(meta_dir, monkeypatch, capsys):
+    copy_into_cache(meta_dir, monkeypatch)
     assert cli.main(["meta", "path"]) == 0
     out = capsys.readouterr().out
     assert "source: cache" in out and f"cache: {cache_dir()}: complete" in out
+
+
+def test_meta_path_reports_a_cached_list_cut_in_half_as_not_verified(meta_dir, monkeypatch, capsys):
+    copy_into_cache(meta_dir, monkeypatch)
+    assert cli.main(["meta", "path", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["cache_complete"] is True
+    rel = SUBSETS[50].validation_names_file
+    cut_in_half(cache_dir() / rel)
+    assert cli.main(["meta", "path", "--json"]) == 2
+    report = json.loads(capsys.readouterr().out)
+    assert report["cache_complete"] is False and report["cache_changed"] == [rel]
+    assert report["cache_missing"] == 0 and report["usable"] is False
+    assert cli.main(["meta", "path"]) == 2
+    out = capsys.readouterr().out
+    assert f"incomplete, 1 of 16 files not verified ({rel}: not the pinned SHA-256)" in out

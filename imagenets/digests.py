@@ -1,4 +1,4 @@
-"""SHA-256 pins of the official metadata files at commit ``META_COMMIT`` (digests only, never the lists)."""
+"""Pinned SHA-256 digests of the official metadata files at commit ``META_COMMIT`` (never the lists)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,6 @@ LIST_SHA256: Dict[str, str] = {
         "b2e60b72dafe47c71ba3d912d912dce5d4b612aae60ee6dfbdd95d780133dd61",
 }
 
-#: ``data/data.py`` at ``META_COMMIT``: its ``classes_50/300/919`` constants hold the class names.
+#: ``data/data.py`` at ``META_COMMIT``: its ``classes_50/300/919`` strings hold the class names.
 DATA_PY = "data.py"
 DATA_PY_SHA256 = "4a7365ee7cfc2bd074a87d70c15117cb3d736b9680aea9e24ba768e61b69f18b"
