@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import stat
 import zipfile
-import zlib
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
@@ -15,13 +12,14 @@ from imagenets.download import download, file_digest
 from imagenets.errors import UserError
 from imagenets.progress import progress
 from imagenets.subsets import Subset
+from imagenets.zipsafe import Entry, check_crcs, open_zip, vet_entries
 
 from .transfer import DestIndex, Plan, add_files, examples, temp_name
 
 #: The archive folders extracted (everything else in it is left alone).
 MASK_FOLDERS = ("validation-segmentation", "train-semi-segmentation")
 SKIP_HINT = "rerun with --skip-checksum to use it anyway"
-_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError)
+_REFETCH = "delete it and rerun to download it again (or pass a good copy with --annotations-zip)"
 
 
 @dataclass
@@ -43,27 +41,8 @@ def expected_masks(subset: Subset, meta, out: str) -> List[str]:
     return paths
 
 
-def unsafe_reason(info: zipfile.ZipInfo) -> Optional[str]:
-    """Why extracting this entry could write outside its folder, or None if it is safe."""
-    name = info.filename
-    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
-        return "an absolute path"
-    if ".." in re.split(r"[\\/]", name):
-        return "a '..' component"
-    if stat.S_ISLNK(info.external_attr >> 16):
-        return "a symbolic link"
-    return None
-
-
 def _open_zip(path: str) -> zipfile.ZipFile:
-    try:
-        return zipfile.ZipFile(path)
-    except FileNotFoundError:
-        raise UserError(f"annotation archive {path} not found: check --annotations-zip") from None
-    except _ZIP_ERRORS as exc:
-        raise UserError(f"{path} is not a readable zip archive ({exc}): it is truncated or corrupt; "
-                        "delete it and rerun to download it again (or pass a good copy with "
-                        "--annotations-zip)") from None
+    return open_zip(path, fix=f"it is truncated or corrupt; {_REFETCH}", missing_fix="check --annotations-zip")
 
 
 def archive_for(subset: Subset, zips: Sequence[str]) -> str:
@@ -105,23 +84,13 @@ def fetch(job: AnnotationJob, quiet: bool) -> None:
                         f"{SKIP_HINT}")
 
 
-def members_to_extract(job: AnnotationJob, archive: zipfile.ZipFile) -> List[zipfile.ZipInfo]:
+def members_to_extract(job: AnnotationJob, archive: zipfile.ZipFile) -> List[Entry]:
     """Check every entry (safe names, CRCs) and return those under the two mask folders."""
-    for info in archive.infolist():
-        reason = unsafe_reason(info)
-        if reason:
-            raise UserError(f"{job.archive}: entry {info.filename!r} is {reason}; refusing to extract "
-                            "anything from this archive: use the official one")
-    try:
-        bad = archive.testzip()
-    except _ZIP_ERRORS as exc:
-        bad = f"? ({exc})"
-    if bad:
-        raise UserError(f"{job.archive} is corrupt (entry {bad} fails its CRC check): delete it and "
-                        "rerun to download it again (or pass a good copy with --annotations-zip)")
+    entries = vet_entries(archive.infolist(), job.archive, max_size=None, max_entries=None,
+                          fix="use the official archive")
+    check_crcs(archive, job.archive, fix=_REFETCH)
     prefixes = tuple(f"{job.subset.name}/{folder}/" for folder in MASK_FOLDERS)
-    return [info for info in archive.infolist()
-            if not info.is_dir() and info.filename.startswith(prefixes)]
+    return [entry for entry in entries if not entry.is_dir and entry.name.startswith(prefixes)]
 
 
 def extract(job: AnnotationJob, quiet: bool) -> int:
@@ -130,8 +99,8 @@ def extract(job: AnnotationJob, quiet: bool) -> int:
     made = set()
     with _open_zip(job.archive) as archive:
         members = members_to_extract(job, archive)
-        for info in progress(members, desc=job.plan.label, quiet=quiet, unit="mask"):
-            path = os.path.join(job.save_dir, *info.filename.split("/"))
+        for entry in progress(members, desc=job.plan.label, quiet=quiet, unit="mask"):
+            path = os.path.join(job.save_dir, *entry.name.split("/"))
             if os.path.lexists(path):
                 continue
             folder = os.path.dirname(path)
@@ -140,7 +109,7 @@ def extract(job: AnnotationJob, quiet: bool) -> int:
                 made.add(folder)
             tmp = temp_name(path)
             try:
-                with archive.open(info) as src, open(tmp, "wb") as dst:
+                with archive.open(entry.info) as src, open(tmp, "wb") as dst:
                     shutil.copyfileobj(src, dst)
                 os.replace(tmp, path)
             except BaseException:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import posixpath
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,28 @@ def split_entries(meta: Metadata, subset: Subset, split: str) -> List[Tuple[str,
     raise UserError(f"--split {split!r}: use one of {', '.join(SPLITS)}")
 
 
+def zip_folders(masks: Iterable[str]) -> List[str]:
+    """Every folder above the masks (``n01443537``), parents before children: a zip's directory entries."""
+    folders = set()
+    for mask in masks:
+        parent = posixpath.dirname(mask)
+        while parent and parent not in folders:
+            folders.add(parent)
+            parent = posixpath.dirname(parent)
+    return sorted(folders)
+
+
+def split_hint(meta: Metadata, subset: Subset, split: str, present: Iterable[str]) -> str:
+    """Which ``--split`` the files fit, when that is another split than ``split`` ("" otherwise)."""
+    have = set(present)
+    fits = {name: len(have & {mask for _image, mask in split_entries(meta, subset, name)}) for name in SPLITS}
+    best = max(SPLITS, key=lambda name: fits[name])
+    if best == split or fits[best] <= fits[split]:
+        return ""
+    return (f"the files look like {subset.name} {best} predictions ({fits[best]} of its PNGs are there, "
+            f"{fits[split]} of {split}'s): pass --split {best}")
+
+
 def allowed_ids(num_classes: int, mapping: Optional[Dict[int, int]] = None) -> np.ndarray:
     """Boolean table over every mask id: 0..K, or the ids a match covers (0 and its clusters)."""
     table = np.zeros(MAX_ID + 1, dtype=bool)
@@ -68,6 +91,7 @@ class CheckReport:
 
     problems: Dict[str, List[str]] = field(default_factory=dict)
     labels: Dict[str, str] = field(default_factory=lambda: dict(KINDS))
+    hint: str = ""  # a likely cause to name in the refusal (e.g. the split the files fit)
 
     def add(self, kind: str, item: str) -> None:
         self.problems.setdefault(kind, []).append(item)
@@ -91,7 +115,8 @@ class CheckReport:
     def as_json(self) -> Dict[str, object]:
         return {"ok": self.ok, "problems": {kind: {"count": len(self.problems[kind]), "what": self.labels[kind],
                                                    "items": self.problems[kind]}
-                                            for kind in KINDS if kind in self.problems}}
+                                            for kind in KINDS if kind in self.problems},
+                **({"hint": self.hint} if self.hint else {})}
 
     def refuse(self, header: str, fix: str) -> None:
         """Print the report on stderr and raise the UserError that ends the command (exit 2)."""
@@ -148,7 +173,7 @@ def _image_size(path: Path) -> Tuple[int, int]:
 class _PixelCheck:
     """Worker job: header, size and id checks of a chunk of predictions (picklable)."""
 
-    def __init__(self, allowed: np.ndarray, reference_what: str):
+    def __init__(self, allowed: Optional[np.ndarray], reference_what: str):
         self.allowed = allowed
         self.reference_what = reference_what
 
@@ -178,6 +203,8 @@ class _PixelCheck:
                 if size != (width, height):
                     report.add("wrong-size", f"{item.name} ({width}x{height}, {self.reference_what} is "
                                              f"{size[0]}x{size[1]})")
+        if self.allowed is None:  # the ids are not checked: the pixels are left to the evaluation
+            return
         try:
             ids = read_mask(item.pred)
         except UserError:
@@ -190,9 +217,11 @@ class _PixelCheck:
             report.add("out-of-range", f"{item.name} ({int(bad.sum())} pixels, ids {shown})")
 
 
-def check_pixels(report: CheckReport, items: Sequence[PixelItem], allowed: np.ndarray, allowed_label: str,
-                 reference_what: str = "image", workers: int = 2, quiet: bool = False) -> None:
-    """Decode every prediction (in parallel) into ``report``: 8-bit RGB, its reference's size, ids allowed."""
+def check_pixels(report: CheckReport, items: Sequence[PixelItem], allowed: Optional[np.ndarray],
+                 allowed_label: str = "", reference_what: str = "image", workers: int = 2,
+                 quiet: bool = False) -> None:
+    """Check every prediction (in parallel) into ``report``: 8-bit RGB, its reference's size and, unless
+    ``allowed`` is None (headers only, no decoding), its ids."""
     report.labels["out-of-range"] = f"PNGs hold ids outside {allowed_label}"
     map_reduce(list(items), _PixelCheck(allowed, reference_what), report.merge, workers=workers, quiet=quiet,
                desc="checking predictions")

@@ -50,18 +50,25 @@ PROTOCOLS: Dict[str, Protocol] = {p.name: p for p in (
              predictions="class ids 0..K"),
 )}
 
-#: method.txt fields in file order: (option destination, "Field" as written, --help text).
-#: "Protocol", "Subset" and "Split" follow "Method name"; they come from --protocol, --mode and --split.
+#: method.txt lines in file order, as the official tools write them: (option destination, label, --help).
+#: Nothing else goes in: the protocol is chosen by the competition the zip is uploaded to.
 METHOD_FIELDS: Tuple[Tuple[str, str, str], ...] = (
     ("method_name", "Method name", "the method's name, as the leaderboard should show it"),
     ("train_data", "Training data", "data used for training, e.g. 'ImageNet-1k train images, no labels'"),
     ("train_scheme", "Training scheme", "how the model was trained, e.g. 'self-supervised pre-training, "
                                         "then clustering'"),
     ("networks", "Networks", "backbone(s), e.g. 'ResNet-50' or 'ViT-S/16'"),
-    ("link", "Link", "paper or code URL ('none' if there is none yet)"),
-    ("description", "Description", "a one-line summary of the method"),
+    ("link", "Paper/Project link", "paper or code URL ('none' if there is none yet)"),
+    ("description", "Method description", "a one-line summary of the method"),
 )
-CONTEXT_FIELDS = ("Protocol", "Subset", "Split")
+METHOD_LABELS: Tuple[str, ...] = tuple(label for _dest, label, _help in METHOD_FIELDS)
+#: What the official tools write for a value they do not know, and the spellings of "unknown" we map to it.
+UNKNOWN = "null"
+_UNKNOWN_SPELLINGS = {"", "none", "null", "unknown", "n/a", "-"}
+#: method.txt holds six short lines: anything bigger than this is not one.
+METHOD_MAX_BYTES = 64 * 1024
+#: A match.json maps at most every id a mask can hold (65536 keys, ~1 MB): anything much bigger is not one.
+MATCH_MAX_BYTES = 8 * 1024 ** 2
 
 
 def get_protocol(name: str) -> Protocol:
@@ -98,22 +105,55 @@ def match_rule(protocol: Protocol, has_match: bool, matched: Optional[bool]) -> 
     return []
 
 
-def method_text(fields: Dict[str, str]) -> str:
-    """method.txt: one ``Field: value`` line per field (``fields`` keyed by the "Field" names)."""
-    order = [METHOD_FIELDS[0][1], *CONTEXT_FIELDS, *(label for _dest, label, _help in METHOD_FIELDS[1:])]
-    for label in order:
-        value = fields.get(label, "")
-        if not value.strip() or "\n" in value or "\r" in value:
-            raise UserError(f"{label!r} must be one non-empty line (method.txt holds one 'Field: value' "
-                            f"line per field): fix the option's value")
-    return "".join(f"{label}: {fields[label].strip()}\n" for label in order)
+def method_value(label: str, value: str) -> str:
+    """One method.txt value: stripped, ``null`` when unknown; a UserError when it spans lines."""
+    if "\n" in value or "\r" in value:
+        raise UserError(f"{label!r} must be one line (method.txt holds one 'Label: value' line per field): "
+                        "fix the option's value")
+    value = value.strip()
+    return UNKNOWN if value.lower() in _UNKNOWN_SPELLINGS else value
 
 
-def parse_method_text(text: str) -> Dict[str, str]:
-    """The ``Field: value`` lines of a method.txt (lines without a colon are ignored)."""
+def method_text(values: Dict[str, str]) -> str:
+    """method.txt exactly as the official tools write it: the six lines in order, no final newline."""
+    return "\n".join(f"{label}: {method_value(label, values.get(label, ''))}" for label in METHOD_LABELS)
+
+
+@dataclass
+class MethodFile:
+    """A parsed method.txt: the values found, problems (the server would refuse it) and warnings."""
+
+    fields: Dict[str, str]
+    problems: List[str]
+    warnings: List[str]
+
+
+def parse_method_text(text: str) -> MethodFile:
+    """Read a method.txt as the official tools write it (a final newline is tolerated)."""
     fields: Dict[str, str] = {}
+    problems: List[str] = []
+    extra: List[str] = []
+    order: List[str] = []
     for line in text.splitlines():
         label, sep, value = line.partition(":")
-        if sep and label.strip():
-            fields.setdefault(label.strip(), value.strip())
-    return fields
+        label = label.strip()
+        if sep and label in METHOD_LABELS:
+            if label in fields:
+                problems.append(f"two '{label}:' lines")
+                continue
+            fields[label] = value.strip()
+            order.append(label)
+        elif line.strip():
+            extra.append(line.strip())
+    problems += [f"no '{label}: ...' line" for label in METHOD_LABELS if label not in fields]
+    warnings = []
+    if extra:
+        warnings.append(f"{len(extra)} lines that are none of the six official ones, which the server may not "
+                        f"accept: {', '.join(repr(line[:60]) for line in extra[:3])}"
+                        + (", ..." if len(extra) > 3 else ""))
+    if not problems and order != list(METHOD_LABELS):
+        warnings.append("the lines are not in the official order (" + ", ".join(METHOD_LABELS) + ")")
+    empty = [label for label in METHOD_LABELS if label in fields and not fields[label]]
+    if empty:
+        warnings.append(f"empty values ({', '.join(empty)}): the official tools write {UNKNOWN}")
+    return MethodFile(fields, problems, warnings)

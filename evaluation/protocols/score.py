@@ -1,8 +1,10 @@
 """``imagenets score``: what the benchmark server does with a ``submission.zip``, run locally.
 
-    imagenets score submission.zip --gt-dir G --mode 50 [--split validation]
-Extracts safely to a temporary folder, checks the structure as ``submission`` does, applies ``match.json``
-if present and evaluates exactly as ``evaluator.py``.
+    imagenets score submission.zip --gt-dir G --mode 50 [--split validation] [--protocol P]
+Vets every entry and the listing before extracting anything, extracts to a temporary folder (removed on
+success, error or SIGTERM), checks method.txt and the PNGs' headers, and evaluates exactly as
+``evaluator.py`` does (match.json applied if present; out-of-range ids counted and warned about).
+Takes zips made by the official tools as well as by ``imagenets submission``.
 """
 
 from __future__ import annotations
@@ -11,48 +13,60 @@ import argparse
 import json
 import tempfile
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Sequence
 
 from imagenets.cli import (Command, add_device_argument, add_meta_argument, add_mode_argument,
                            add_quiet_argument, add_workers_argument)
 from imagenets.errors import UserError, warn
 from imagenets.metadata import Metadata, load_metadata
 from imagenets.subsets import Subset, get_subset
+from imagenets.zipsafe import (DEFAULT_MAX_ENTRIES, DEFAULT_MAX_SIZE, Entry, exit_on_sigterm, extract_entries,
+                               open_zip, parse_size, read_capped, vet_entries)
 
 from imagenets.evaluation.engine.evaluation import evaluate_predictions
 from imagenets.evaluation.engine.report import publish
 from imagenets.evaluation.engine.matchfile import parse_match
-from imagenets.evaluation.protocols.rules import (CONTEXT_FIELDS, MATCH_FILE, METHOD_FIELDS, METHOD_FILE, PROTOCOLS, Protocol,
-                                  match_rule, parse_method_text)
-from imagenets.evaluation.protocols.checks import (SPLITS, CheckReport, PixelItem, allowed_ids, allowed_text,
-                                         check_listing, check_pixels, list_files, split_entries)
-from imagenets.zipsafe import DEFAULT_MAX_ENTRIES, DEFAULT_MAX_SIZE, parse_size, safe_extract
+from imagenets.evaluation.protocols.rules import (MATCH_FILE, MATCH_MAX_BYTES, METHOD_FILE, METHOD_LABELS,
+                                                  METHOD_MAX_BYTES, PROTOCOLS, get_protocol, match_rule,
+                                                  parse_method_text)
+from imagenets.evaluation.protocols.checks import (SPLITS, CheckReport, PixelItem, check_listing, check_pixels,
+                                                   split_entries, split_hint, zip_folders)
+
+REBUILD = "rebuild the zip with `imagenets submission` (or the official tools)"
+#: The small files of a submission, with the most bytes each may hold.
+SMALL_FILES = {METHOD_FILE: METHOD_MAX_BYTES, MATCH_FILE: MATCH_MAX_BYTES}
 
 
-def read_method(root: Path, report: CheckReport, subset: Subset, split: str) -> Tuple[Dict[str, str],
-                                                                                     Optional[Protocol]]:
-    """method.txt's fields and protocol; every problem goes to ``report`` under "method"."""
-    path = root / METHOD_FILE
-    if not path.is_file():
+def check_entries(entries: Sequence[Entry], masks: Sequence[str], meta: Metadata, subset: Subset,
+                  split: str) -> CheckReport:
+    """The zip's listing against the split's: missing PNGs, unexpected files or folders, no method.txt."""
+    report = CheckReport()
+    files = [entry.name for entry in entries if not entry.is_dir]
+    check_listing(report, files, masks, optional=SMALL_FILES)
+    folders = set(zip_folders(masks))
+    for entry in entries:
+        if entry.is_dir and entry.name not in folders:
+            report.add("extra", entry.name + "/")
+    if METHOD_FILE not in files:
         report.add("method", f"{METHOD_FILE} (missing)")
-        return {}, None
+    if "missing" in report.problems:
+        report.hint = split_hint(meta, subset, split, files)
+    return report
+
+
+def read_method(root: Path, report: CheckReport, source: str) -> Dict[str, str]:
+    """method.txt's values; problems go to ``report`` under "method", oddities are warned about."""
     try:
-        fields = parse_method_text(path.read_text(encoding="utf-8"))
+        text = read_capped(root / METHOD_FILE, METHOD_MAX_BYTES, METHOD_FILE).decode("utf-8")
     except UnicodeDecodeError:
         report.add("method", f"{METHOD_FILE} (not UTF-8 text)")
-        return {}, None
-    labels = [METHOD_FIELDS[0][1], *CONTEXT_FIELDS, *(label for _dest, label, _help in METHOD_FIELDS[1:])]
-    for label in labels:
-        if not fields.get(label):
-            report.add("method", f"{METHOD_FILE} (no '{label}: ...' line)")
-    protocol = PROTOCOLS.get(fields.get("Protocol", ""))
-    if fields.get("Protocol") and protocol is None:
-        report.add("method", f"{METHOD_FILE} (unknown protocol {fields['Protocol']!r}; one of "
-                             f"{', '.join(PROTOCOLS)})")
-    for label, want, option in (("Subset", subset.name, "--mode"), ("Split", split, "--split")):
-        if fields.get(label) and fields[label] != want:
-            report.add("method", f"{METHOD_FILE} ({label} {fields[label]}, but {option} says {want})")
-    return fields, protocol
+        return {}
+    parsed = parse_method_text(text)
+    for problem in parsed.problems:
+        report.add("method", f"{METHOD_FILE} ({problem})")
+    for message in parsed.warnings:
+        warn(f"{source}: {METHOD_FILE} has {message}")
+    return parsed.fields
 
 
 def read_zip_match(root: Path, report: CheckReport, num_classes: int, source: str) -> Optional[Dict[int, int]]:
@@ -61,8 +75,8 @@ def read_zip_match(root: Path, report: CheckReport, num_classes: int, source: st
     if not path.is_file():
         return None
     try:
-        return parse_match(json.loads(path.read_text(encoding="utf-8")), num_classes,
-                           source=f"{MATCH_FILE} in {source}")
+        data = json.loads(read_capped(path, MATCH_MAX_BYTES, MATCH_FILE).decode("utf-8"))
+        return parse_match(data, num_classes, source=f"{MATCH_FILE} in {source}")
     except (ValueError, UnicodeDecodeError) as exc:
         report.add("match", f"{MATCH_FILE} (not valid JSON: {exc})")
     except UserError as exc:
@@ -72,7 +86,8 @@ def read_zip_match(root: Path, report: CheckReport, num_classes: int, source: st
 
 def score_submission(zip_path: Path, gt_dir: Path, subset: Subset, meta: Metadata, split: str = "validation",
                      workers: int = 2, device: str = "auto", quiet: bool = False,
-                     max_size: int = DEFAULT_MAX_SIZE, max_entries: int = DEFAULT_MAX_ENTRIES) -> Dict[str, object]:
+                     max_size: int = DEFAULT_MAX_SIZE, max_entries: int = DEFAULT_MAX_ENTRIES,
+                     protocol: Optional[str] = None) -> Dict[str, object]:
     """Extract, check and evaluate a submission; returns the evaluator's result plus the submission's context."""
     zip_path, gt_dir = Path(zip_path), Path(gt_dir)
     if not gt_dir.is_dir():
@@ -80,28 +95,33 @@ def score_submission(zip_path: Path, gt_dir: Path, subset: Subset, meta: Metadat
                         f"{split}-segmentation folder")
     k = subset.num_classes
     masks = [mask for _image, mask in split_entries(meta, subset, split)]
-    with tempfile.TemporaryDirectory(prefix="imagenets-score-") as tmp:
-        root = Path(tmp)
-        safe_extract(zip_path, root, max_size=max_size, max_entries=max_entries, quiet=quiet)
-        report = CheckReport()
-        present = check_listing(report, list_files(root), masks, optional=(METHOD_FILE, MATCH_FILE))
-        fields, protocol = read_method(root, report, subset, split)
-        mapping = read_zip_match(root, report, k, str(zip_path))
-        if protocol is not None:
-            for message in match_rule(protocol, mapping is not None, matched=None):
-                warn(message)
-        items = [PixelItem(mask, root / mask, gt_dir / mask) for mask in present]
-        check_pixels(report, items, allowed_ids(k, mapping), allowed_text(k, mapping),
-                     reference_what="ground truth", workers=workers, quiet=quiet)
-        report.refuse(f"{zip_path} is not a valid {subset.name} {split} submission ({len(masks)} PNGs "
-                      "expected):", "fix the predictions and rebuild the zip with `imagenets submission`")
-        result = evaluate_predictions(root, gt_dir, subset, meta,
-                                      match_file=root / MATCH_FILE if mapping is not None else None,
-                                      workers=workers, device=device, quiet=quiet, names=masks)
+    refusal = f"{zip_path} is not a valid {subset.name} {split} submission ({len(masks)} PNGs expected):"
+    # SIGTERM raises inside the block, so the temporary folder goes as it does on success or error.
+    with exit_on_sigterm(), open_zip(zip_path, fix=REBUILD) as archive:
+        entries = vet_entries(archive.infolist(), zip_path, max_size, max_entries, caps=SMALL_FILES, fix=REBUILD)
+        listing = check_entries(entries, masks, meta, subset, split)
+        listing.refuse(refusal, "; ".join(([listing.hint] if listing.hint else [])
+                                          + [f"nothing was extracted; {REBUILD}"]))
+        with tempfile.TemporaryDirectory(prefix="imagenets-score-") as tmp:
+            root = Path(tmp)
+            extract_entries(archive, entries, root, zip_path, max_size, fix=REBUILD, quiet=quiet)
+            report = CheckReport()
+            fields = read_method(root, report, str(zip_path))
+            mapping = read_zip_match(root, report, k, str(zip_path))
+            if protocol is not None:
+                for message in match_rule(get_protocol(protocol), mapping is not None, matched=None):
+                    warn(message)
+            # Headers and sizes only: the ids are the evaluation's business (out of range = counted, warned).
+            items = [PixelItem(mask, root / mask, gt_dir / mask) for mask in masks]
+            check_pixels(report, items, None, reference_what="ground truth", workers=workers, quiet=quiet)
+            report.refuse(refusal, f"fix the predictions and {REBUILD}")
+            result = evaluate_predictions(root, gt_dir, subset, meta,
+                                          match_file=root / MATCH_FILE if mapping is not None else None,
+                                          workers=workers, device=device, quiet=quiet, names=masks)
     # The temporary folder is gone: name the zip instead.
     result.update(predict_dir=str(zip_path), match=f"{zip_path}:{MATCH_FILE}" if mapping is not None else None,
-                  submission=str(zip_path), split=split, protocol=fields.get("Protocol"),
-                  method_name=fields.get(METHOD_FIELDS[0][1]))
+                  submission=str(zip_path), split=split, protocol=protocol,
+                  method_name=fields.get(METHOD_LABELS[0]), method=fields)
     return result
 
 
@@ -114,12 +134,15 @@ def _size_option(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("submission", type=Path, metavar="SUBMISSION.zip",
-                        help="the zip written by `imagenets submission`")
+                        help="the zip, as `imagenets submission` or the official tools write it")
     parser.add_argument("--gt-dir", required=True, type=Path, metavar="DIR",
                         help="ground truth of the split: the subset's validation-segmentation folder")
     add_mode_argument(parser)
     parser.add_argument("--split", choices=SPLITS, default="validation",
                         help="the split the submission covers (test ground truth is the benchmark's own)")
+    parser.add_argument("--protocol", choices=list(PROTOCOLS), default=None,
+                        help="the competition the zip is meant for (method.txt does not say): checks its "
+                             "match.json rule")
     add_workers_argument(parser)
     add_meta_argument(parser)
     add_device_argument(parser)
@@ -137,16 +160,17 @@ def run(args: argparse.Namespace) -> int:
     meta = load_metadata(args.meta_dir, quiet=args.quiet)
     result = score_submission(args.submission, args.gt_dir, subset, meta, split=args.split,
                               workers=args.workers, device=args.device, quiet=args.quiet,
-                              max_size=args.max_extract_size, max_entries=args.max_entries)
+                              max_size=args.max_extract_size, max_entries=args.max_entries,
+                              protocol=args.protocol)
+    protocol = f", protocol {args.protocol}" if args.protocol else ""
     return publish(result, meta, subset, args.output, args.quiet,
-                   heading=f"submission {args.submission}: protocol {result['protocol']}, "
-                           f"method {result['method_name']}")
+                   heading=f"submission {args.submission}: method {result['method_name']}{protocol}")
 
 
 COMMAND = Command("score", "score a submission.zip locally, as the benchmark server does",
                   add_arguments, run,
-                  description="Extract a submission.zip safely (no absolute paths, no '..', no links, capped "
-                              "size and entry count) to a temporary folder, check its structure as "
-                              "`imagenets submission` does, apply its match.json if present and evaluate it "
-                              "exactly as evaluator.py.")
+                  description="Vet a submission.zip (no absolute paths, no '..', no links or aliases, capped "
+                              "size and entry count, exactly the split's PNGs), extract it to a temporary "
+                              "folder, check method.txt and the PNGs' headers, apply its match.json if "
+                              "present and evaluate it exactly as evaluator.py (and so the server) does.")
 
