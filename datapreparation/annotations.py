@@ -1,4 +1,8 @@
-"""The annotation step: fetch the official mask archive, test it, extract its two mask folders safely."""
+"""The annotation step: fetch the official mask archive, test it, extract its two mask folders safely.
+
+:func:`check_archive` runs before any step writes (download, MD5, entries, every mask present);
+:func:`run_annotations` then only extracts.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ class AnnotationJob:
     archive: str
     url: Optional[str]            # None: a user's --annotations-zip
     md5: Optional[str]            # None: --skip-checksum
+    members: Optional[List[Entry]] = None   # set by check_archive: the entries to extract
 
 
 def expected_masks(subset: Subset, meta, out: str) -> List[str]:
@@ -93,13 +98,37 @@ def members_to_extract(job: AnnotationJob, archive: zipfile.ZipFile) -> List[Ent
     return [entry for entry in entries if not entry.is_dir and entry.name.startswith(prefixes)]
 
 
+def entry_name(job: AnnotationJob, rel: str) -> str:
+    """The archive entry of a mask planned at ``rel`` (relative to ``DEST/ImageNetS{K}``)."""
+    return f"{job.subset.name}/{rel.replace(os.sep, '/')}"
+
+
+def check_archive(job: AnnotationJob, quiet: bool, dry_run: bool = False) -> Optional[str]:
+    """Before any image is written: fetch the archive, check its MD5 and entries, and that it holds
+    every mask still to write. Returns a note when ``dry_run`` leaves a download for the real run."""
+    if not job.plan.copies:
+        return None
+    if dry_run and job.url is not None and not os.path.isfile(job.archive):
+        return f"{job.plan.label}: {job.url} would be downloaded into {job.archive}"
+    fetch(job, quiet)
+    with _open_zip(job.archive) as archive:
+        members = members_to_extract(job, archive)
+    names = {entry.name for entry in members}
+    lacking = [name for name in (entry_name(job, rel) for rel, _ in job.plan.copies) if name not in names]
+    if lacking:
+        raise UserError(f"{job.archive} lacks {len(lacking)} of the masks the lists name "
+                        f"({examples(lacking, 3)}): is it the {job.subset.annotation_archive} archive? "
+                        "(nothing was written)")
+    job.members = members
+    return None
+
+
 def extract(job: AnnotationJob, quiet: bool) -> int:
-    """Extract missing masks, each through a temporary name; return how many were written."""
+    """Extract missing masks (of a checked archive), each through a temporary name; return how many."""
     written = 0
     made = set()
     with _open_zip(job.archive) as archive:
-        members = members_to_extract(job, archive)
-        for entry in progress(members, desc=job.plan.label, quiet=quiet, unit="mask"):
+        for entry in progress(job.members or [], desc=job.plan.label, quiet=quiet, unit="mask"):
             path = os.path.join(job.save_dir, *entry.name.split("/"))
             if os.path.lexists(path):
                 continue
@@ -125,8 +154,9 @@ def extract(job: AnnotationJob, quiet: bool) -> int:
 
 
 def run_annotations(job: AnnotationJob, quiet: bool) -> int:
-    """Fetch (if masks are missing) and extract; return how many masks were written."""
+    """Check the archive (if masks are missing and it was not checked yet) and extract; return the count."""
     if not job.plan.copies:
         return 0
-    fetch(job, quiet)
+    if job.members is None:
+        check_archive(job, quiet)
     return extract(job, quiet)

@@ -1,7 +1,8 @@
 """``imagenets prepare``: build ImageNet-S 50/300/919 from an ImageNet-1k copy, safely and resumably.
 
-Everything is planned first (sources checked, conflicts found) and nothing is written unless the
-whole plan is sound; a rerun completes what is missing and leaves complete entries alone.
+Everything is planned first (sources checked, conflicts found), then the annotation archives are
+fetched and checked; no image is written unless all of that is sound. A rerun completes what is
+missing and leaves complete entries alone.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from imagenets.cli import Command, add_meta_argument, add_quiet_argument, guarde
 from imagenets.errors import UserError, info
 from imagenets.subsets import MODES, RELEASE_URL, Subset, get_subset
 
-from .annotations import AnnotationJob, plan_annotations, run_annotations
+from .annotations import AnnotationJob, check_archive, plan_annotations, run_annotations
 from .sources import ImageNetSource
 from .steps import IMAGE_STEPS, STEPS, plan_images
 from .transfer import DestIndex, Plan, examples, execute
@@ -128,7 +129,7 @@ def report_line(plan: Plan, created: int, dry_run: bool) -> str:
 
 
 def run(args: argparse.Namespace, steps: Optional[Sequence[str]] = None) -> int:
-    """Plan all, refuse on missing sources or conflicts, then carry out step by step."""
+    """Plan all, refuse on missing sources or conflicts, check the archives, then carry out step by step."""
     from imagenets.metadata import load_metadata
 
     steps = list(steps) if steps is not None else parse_steps(getattr(args, "steps", None))
@@ -141,6 +142,12 @@ def run(args: argparse.Namespace, steps: Optional[Sequence[str]] = None) -> int:
     for note in notes:
         info(note, args.quiet)
     _refuse(plans)
+    # The archives are fetched (into DEST) and checked now, so that a bad or missing one stops the
+    # run before the first image is copied, not after all of them.
+    for job in jobs:
+        note = check_archive(job, args.quiet, dry_run=args.dry_run)
+        if note:
+            info(note, args.quiet)
     if not args.dry_run:
         for path in dest.leftovers:
             # Temporary files of an interrupted run: never complete, so never kept.
@@ -165,8 +172,10 @@ COMMAND = Command(
     run=run,
     description="Build DEST/ImageNetS{K}/ from an ImageNet-1k copy: train (class links, or copies "
                 "with --copy), validation/test (copied per the mapping lists), train-semi, and the "
-                "official masks. Sources and conflicts are checked before anything is written; a "
-                "rerun completes an interrupted run and changes nothing once all is complete.")
+                "official masks. Sources and conflicts are checked before anything is written, and the "
+                "annotation archive (downloaded into DEST, or --annotations-zip) is checked (MD5, "
+                "CRCs, every listed mask) before any image is copied; a rerun completes an "
+                "interrupted run and changes nothing once all is complete.")
 
 
 def step_script_main(steps: Sequence[str], argv: Optional[Sequence[str]] = None) -> int:

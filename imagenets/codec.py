@@ -12,13 +12,28 @@ from .fileio import PathLike, atomic_path
 from .subsets import IGNORE, OTHER
 
 __all__ = ["OTHER", "IGNORE", "MAX_ID", "decode", "encode", "read_mask", "write_mask",
-           "ENCODING_HINT"]
+           "ENCODING_HINT", "CONVERT_HINT", "mode_name"]
 
 #: Largest id an RGB mask can hold.
 MAX_ID = 256 * 256 - 1
 
 ENCODING_HINT = ("ImageNet-S masks are RGB (or RGBA) PNGs whose pixel id is R + 256*G "
                  "(id i is written as the colour (i % 256, i // 256, 0))")
+
+#: The fix for a grayscale mask whose pixel value is the id (what ``imagenets convert --to rgb`` reads).
+CONVERT_HINT = "if its pixel value is the id, re-save it so with `imagenets convert --to rgb`"
+#: Pillow's modes as messages name them; a 16-bit grayscale PNG opens as I;16 (older Pillow: I).
+MODE_NAMES = {"1": "1-bit black-and-white (1)", "L": "8-bit grayscale (L)", "LA": "grayscale+alpha (LA)",
+              "P": "palette (P)", "PA": "palette+alpha (PA)", "I;16": "16-bit grayscale (I;16)",
+              "I;16B": "16-bit grayscale (I;16)", "I;16L": "16-bit grayscale (I;16)",
+              "I": "16-bit grayscale (I;16)", "CMYK": "CMYK"}
+#: The modes ``imagenets convert --to rgb`` turns into RGB masks.
+GRAY_MODES = ("L", "I;16", "I;16B", "I;16L", "I")
+
+
+def mode_name(mode: str) -> str:
+    """How a message names a Pillow mode (``I;16`` -> ``16-bit grayscale (I;16)``)."""
+    return MODE_NAMES.get(mode, mode)
 
 
 def decode(rgb: np.ndarray) -> np.ndarray:
@@ -47,8 +62,8 @@ def read_mask(path: PathLike) -> np.ndarray:
         with Image.open(path) as im:
             mode = im.mode
             if mode not in ("RGB", "RGBA"):
-                raise UserError(f"{path} is a {mode} PNG, not RGB: {ENCODING_HINT}; "
-                                "re-save it in that encoding (e.g. `imagenets convert --to rgb`)")
+                fix = CONVERT_HINT if mode in GRAY_MODES else "re-save it as RGB in that encoding"
+                raise UserError(f"{path} is a {mode_name(mode)} PNG, not RGB: {ENCODING_HINT}; {fix}")
             arr = np.asarray(im)
     except FileNotFoundError:
         raise UserError(f"mask {path} not found: check the directory") from None

@@ -1,6 +1,7 @@
 """``imagenets convert``: masks as single-channel 16-bit PNGs (the id itself) and back to RGB, lossless.
 
 Many segmentation frameworks read labels from grayscale PNGs; ImageNet-S ids (up to 1000) need 16 bits.
+``--to rgb`` also reads 8-bit grayscale (ids 0..255), the form many tools save.
 """
 
 from __future__ import annotations
@@ -9,39 +10,50 @@ import argparse
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 from PIL import Image
 
 from .cli import Command, add_quiet_argument, add_workers_argument
-from .codec import MAX_ID, read_mask, write_mask
+from .codec import GRAY_MODES, MAX_ID, mode_name, read_mask, write_mask
 from .errors import UserError, info, warn
 from .fileio import atomic_path, folders_overlap
 from .progress import progress
 
 TARGETS = ("gray16", "rgb")
-#: Pillow's names of single-channel images that may hold 16-bit ids.
-GRAY16_MODES = ("I;16", "I;16B", "I;16L", "I")
-GRAY16_HINT = "a gray16 mask is a single-channel 16-bit PNG whose pixel value is the id"
+GRAY_HINT = ("--to rgb reads single-channel PNGs whose pixel value is the id: 16-bit (any id) or "
+             "8-bit (ids 0..255)")
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def read_gray16(path: Path) -> np.ndarray:
-    """Ids of a 16-bit grayscale mask as int32; anything else is a UserError naming the file."""
+def _png_bit_depth(path: Path) -> Optional[int]:
+    """The IHDR bit depth of a PNG file (None if it is not one)."""
+    with open(path, "rb") as handle:
+        head = handle.read(25)
+    return head[24] if len(head) == 25 and head.startswith(_PNG_SIGNATURE) and head[12:16] == b"IHDR" else None
+
+
+def read_gray(path: Path) -> np.ndarray:
+    """Ids of an 8- or 16-bit grayscale mask as int32; anything else is a UserError naming the file."""
     try:
         with Image.open(path) as image:
             mode = image.mode
-            if mode not in GRAY16_MODES:
-                extra = " (8-bit grayscale cannot hold the ignore id 1000)" if mode in ("L", "P") else ""
-                raise UserError(f"{path} is not a 16-bit grayscale PNG (mode {mode}){extra}: {GRAY16_HINT}; "
+            if mode not in GRAY_MODES:
+                raise UserError(f"{path} is a {mode_name(mode)} PNG, not a grayscale one: {GRAY_HINT}; "
                                 "convert RGB masks with `imagenets convert --to gray16`")
+            depth = _png_bit_depth(path) if mode == "L" else None
+            if mode == "L" and depth != 8:
+                # Pillow scales 1/2/4-bit grayscale up to 0..255: the ids would silently change.
+                what = f"a {depth}-bit grayscale PNG" if depth else "not a PNG file"
+                raise UserError(f"{path} is {what}: {GRAY_HINT}; re-save it as an 8- or 16-bit PNG")
             ids = np.asarray(image).astype(np.int64)
     except UserError:
         raise
     except (OSError, ValueError, SyntaxError) as exc:
         raise UserError(f"cannot decode {path} ({exc}): the PNG is unreadable or corrupt; re-export it") from None
     if ids.size and (ids.min() < 0 or ids.max() > MAX_ID):
-        raise UserError(f"{path} holds values outside 0..{MAX_ID}: {GRAY16_HINT}")
+        raise UserError(f"{path} holds values outside 0..{MAX_ID}: {GRAY_HINT}")
     return ids.astype(np.int32)
 
 
@@ -54,11 +66,11 @@ def write_gray16(path: Path, ids: np.ndarray) -> None:
 
 
 def convert_one(source: Path, target: Path, to: str) -> None:
-    """One mask, RGB -> gray16 or gray16 -> RGB; the ids do not change."""
+    """One mask, RGB -> gray16 or grayscale (8/16-bit) -> RGB; the ids do not change."""
     if to == "gray16":
         write_gray16(target, read_mask(source))
     else:
-        write_mask(target, read_gray16(source))
+        write_mask(target, read_gray(source))
 
 
 def find_masks(input_dir: Path) -> Tuple[List[Path], int]:
@@ -110,7 +122,9 @@ def convert_tree(input_dir: Path, output_dir: Path, to: str, workers: int = 2, q
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--to", required=True, choices=TARGETS,
                         help="gray16: RGB masks (id = R + 256*G) to single-channel 16-bit PNGs holding the "
-                             "id; rgb: back to the ImageNet-S RGB encoding")
+                             "id; rgb: grayscale PNGs whose value is the id (16-bit, or 8-bit for ids 0..255; "
+                             "an 8-bit 255 stays id 255, not the ignore id 1000) to the ImageNet-S RGB "
+                             "encoding")
     parser.add_argument("--input-dir", required=True, type=Path, metavar="DIR",
                         help="folder of mask PNGs (searched recursively)")
     parser.add_argument("--output-dir", required=True, type=Path, metavar="DIR",
@@ -128,5 +142,6 @@ def run(args: argparse.Namespace) -> int:
 COMMAND = Command("convert", "convert masks between RGB (R + 256*G) and 16-bit grayscale PNGs, lossless",
                   add_arguments, run,
                   description="Convert ImageNet-S masks to single-channel 16-bit PNGs whose value is the id "
-                              "(for frameworks that read grayscale labels), or back to RGB; ids are kept exactly.")
+                              "(for frameworks that read grayscale labels), or 16- or 8-bit grayscale ones back to "
+                              "RGB; ids are kept exactly.")
 

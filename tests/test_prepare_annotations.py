@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import re
 import stat
 import threading
 import zipfile
@@ -13,9 +14,9 @@ import pytest
 
 from imagenets.datapreparation.prepare import COMMAND
 from imagenets.datapreparation.transfer import TMP_SUFFIX
-from fake_imagenet import build_annotation_zip, tree_snapshot
+from fake_imagenet import build_annotation_zip, build_fake_imagenet, tree_snapshot
 from imagenets.metadata import load_metadata
-from imagenets.subsets import get_subset
+from imagenets.subsets import MODES, get_subset
 
 ARCHIVE = get_subset(50).annotation_archive
 MASKS = 752 + 500
@@ -221,3 +222,71 @@ def test_interrupted_extraction_is_completed(good_zip, meta_dir, tmp_path):
     assert not leftover.exists()
     assert len(mask_files(dest)) == MASKS
     assert torn.read_bytes() == good_zip[1][names[100]]
+
+
+#: The official archive's layout (shared README): ``ImageNetS{K}/<folder>/<wnid>/<name>.png``.
+OFFICIAL_ENTRY = re.compile(r"^ImageNetS(50|300|919)/(validation|train-semi)-segmentation/n\d{8}/[^/]+\.png$")
+
+
+def test_fake_archive_has_the_official_layout(good_zip, meta):
+    names = list(good_zip[1])
+    assert all(OFFICIAL_ENTRY.match(name) for name in names)
+    assert {name.split("/")[1] for name in names} == {"validation-segmentation", "train-semi-segmentation"}
+    with zipfile.ZipFile(good_zip[0]) as archive:
+        assert archive.namelist() == names
+    expected = {f"validation-segmentation/{m}" for _, m in meta.validation_names(50)}
+    expected |= {f"train-semi-segmentation/{m}" for _, m in meta.train_semi_names(50)}
+    assert {name.split("/", 1)[1] for name in names} == expected
+
+
+@pytest.fixture(scope="module")
+def val_imagenet(meta, tmp_path_factory):
+    """A fake ImageNet holding only the ImageNet-S50 validation sources (a quick image step)."""
+    return build_fake_imagenet(tmp_path_factory.mktemp("inet"), meta, subsets=(50,), splits=("validation",))
+
+
+def _bad_md5(folder: Path, good: Path, meta, tmp_path: Path) -> List[str]:
+    serve(folder, good)  # the fake archive's MD5 is not the official one
+    return []
+
+
+def _missing(folder: Path, good: Path, meta, tmp_path: Path) -> List[str]:
+    return []  # nothing served: HTTP 404
+
+
+def _lacking(folder: Path, good: Path, meta, tmp_path: Path) -> List[str]:
+    short = tmp_path / "short.zip"
+    build_annotation_zip(short, meta, 50, skip=3)
+    serve(folder, short)
+    return ["--skip-checksum"]
+
+
+@pytest.mark.parametrize("make, message", [
+    (_bad_md5, "does not match: its MD5"),
+    (_missing, "HTTP 404"),
+    (_lacking, "lacks 3 of the masks"),
+], ids=["bad-md5", "missing-404", "lacking-a-mask"])
+def test_bad_archive_stops_the_run_before_any_image_is_written(make, message, server, good_zip, meta,
+                                                               meta_dir, val_imagenet, tmp_path, capsys):
+    url, folder, _ = server
+    extra = make(folder, good_zip[0], meta, tmp_path)
+    dest = tmp_path / "dest"
+    code = annotations(meta_dir, dest, "--steps", "validation,annotations", "--imagenet-dir",
+                       val_imagenet.root, "--release-url", url, *extra)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("error: ") and message in err
+    # No image, no folder: the (kept) archive is all DEST may hold.
+    assert not dest.exists() or {p.name for p in dest.iterdir()} <= {ARCHIVE}
+
+
+def test_dry_run_names_the_download_and_fetches_nothing(server, good_zip, meta_dir, tmp_path, capsys):
+    url, folder, log = server
+    serve(folder, good_zip[0])
+    dest = tmp_path / "dest"
+    assert COMMAND.main(["--save-dir", str(dest), "--mode", "50", "--meta-dir", str(meta_dir),
+                         "--steps", "annotations", "--release-url", url, "--dry-run"]) == 0
+    assert not log and not dest.exists()
+    out, err = capsys.readouterr()
+    assert "ImageNetS50 annotations: 1252 to create" in out
+    assert f"{url}/{ARCHIVE} would be downloaded" in err

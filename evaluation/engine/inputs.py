@@ -10,12 +10,14 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from imagenets.codec import ENCODING_HINT, read_mask
+from imagenets.codec import CONVERT_HINT, ENCODING_HINT, read_mask
 from imagenets.errors import UserError
 from imagenets.progress import progress
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 COLOR_TYPES = {0: "grayscale (L)", 2: "RGB", 3: "palette (P)", 4: "grayscale+alpha (LA)", 6: "RGBA"}
+#: Grayscale (colour type 0) by bit depth: what Pillow opens it as.
+GRAY_DEPTHS = {8: "8-bit grayscale (L)", 16: "16-bit grayscale (I;16)"}
 SHOW = 5  # how many paths a report names
 
 
@@ -80,13 +82,20 @@ def png_header(path: Path) -> Tuple[int, int, int, int]:
     return width, height, depth, color
 
 
+def png_kind(depth: int, color: int) -> str:
+    """A PNG's kind as messages name it (``16-bit grayscale (I;16)``, ``palette (P)``, ...)."""
+    if color == 0:
+        return GRAY_DEPTHS.get(depth, f"{depth}-bit grayscale")
+    return COLOR_TYPES.get(color, f"colour type {color}")
+
+
 def check_png(path: Path) -> Tuple[int, int]:
     """Header check of one mask: RGB/RGBA with 8 bits per channel; returns (width, height)."""
     width, height, depth, color = png_header(path)
     if color not in (2, 6):
-        kind = COLOR_TYPES.get(color, f"colour type {color}")
-        raise UserError(f"{path} is a {kind} PNG, not RGB: {ENCODING_HINT}; re-save it in that encoding "
-                        "(e.g. `imagenets convert --to rgb`)")
+        # `imagenets convert --to rgb` reads 8- and 16-bit grayscale whose value is the id.
+        fix = CONVERT_HINT if color == 0 and depth in GRAY_DEPTHS else "re-save it as RGB in that encoding"
+        raise UserError(f"{path} is a {png_kind(depth, color)} PNG, not RGB: {ENCODING_HINT}; {fix}")
     if depth != 8:
         raise UserError(f"{path} has {depth} bits per channel: {ENCODING_HINT} with 8-bit channels")
     return width, height
