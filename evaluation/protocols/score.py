@@ -21,7 +21,7 @@ from imagenets.subsets import Subset, get_subset
 
 from imagenets.evaluation.engine.evaluation import evaluate_predictions
 from imagenets.evaluation.engine.report import publish
-from imagenets.evaluation.engine.matchfile import parse_match
+from imagenets.evaluation.engine.matchfile import Match, parse_match
 from imagenets.evaluation.protocols.rules import (CONTEXT_FIELDS, MATCH_FILE, METHOD_FIELDS, METHOD_FILE, PROTOCOLS, Protocol,
                                   match_rule, parse_method_text)
 from imagenets.evaluation.protocols.checks import (SPLITS, CheckReport, PixelItem, allowed_ids, allowed_text,
@@ -55,14 +55,14 @@ def read_method(root: Path, report: CheckReport, subset: Subset, split: str) -> 
     return fields, protocol
 
 
-def read_zip_match(root: Path, report: CheckReport, num_classes: int, source: str) -> Optional[Dict[int, int]]:
+def read_zip_match(root: Path, report: CheckReport, num_classes: int, source: str) -> Optional[Match]:
     """The submission's match.json (None if absent); a malformed one goes to ``report`` under "match"."""
     path = root / MATCH_FILE
     if not path.is_file():
         return None
     try:
         return parse_match(json.loads(path.read_text(encoding="utf-8")), num_classes,
-                           source=f"{MATCH_FILE} in {source}")
+                           source=f"{MATCH_FILE} in {source}", path=str(path))
     except (ValueError, UnicodeDecodeError) as exc:
         report.add("match", f"{MATCH_FILE} (not valid JSON: {exc})")
     except UserError as exc:
@@ -86,7 +86,8 @@ def score_submission(zip_path: Path, gt_dir: Path, subset: Subset, meta: Metadat
         report = CheckReport()
         present = check_listing(report, list_files(root), masks, optional=(METHOD_FILE, MATCH_FILE))
         fields, protocol = read_method(root, report, subset, split)
-        mapping = read_zip_match(root, report, k, str(zip_path))
+        match = read_zip_match(root, report, k, str(zip_path))
+        mapping = match.mapping if match is not None else None
         if protocol is not None:
             for message in match_rule(protocol, mapping is not None, matched=None):
                 warn(message)
@@ -95,9 +96,8 @@ def score_submission(zip_path: Path, gt_dir: Path, subset: Subset, meta: Metadat
                      reference_what="ground truth", workers=workers, quiet=quiet)
         report.refuse(f"{zip_path} is not a valid {subset.name} {split} submission ({len(masks)} PNGs "
                       "expected):", "fix the predictions and rebuild the zip with `imagenets submission`")
-        result = evaluate_predictions(root, gt_dir, subset, meta,
-                                      match_file=root / MATCH_FILE if mapping is not None else None,
-                                      workers=workers, device=device, quiet=quiet, names=masks)
+        result = evaluate_predictions(root, gt_dir, subset, meta, match=match, workers=workers, device=device,
+                                      quiet=quiet, names=masks)
     # The temporary folder is gone: name the zip instead.
     result.update(predict_dir=str(zip_path), match=f"{zip_path}:{MATCH_FILE}" if mapping is not None else None,
                   submission=str(zip_path), split=split, protocol=fields.get("Protocol"),
