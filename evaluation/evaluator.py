@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_mode_argument(parser)
     add_workers_argument(parser)
     parser.add_argument("--match", type=Path, default=None, metavar="FILE",
-                        help="match file from match.py: prediction ids are mapped through it first")
+                        help="match file from match.py (cluster id -> class id; many-to-one allowed): "
+                             "boundaries are taken on the cluster ids, then everything is mapped")
     add_meta_argument(parser)
     add_device_argument(parser)
     add_quiet_argument(parser)

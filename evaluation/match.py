@@ -1,6 +1,6 @@
 """``match.py``: map unsupervised cluster ids onto ImageNet-S classes (image-level Hungarian matching).
 
-    python match.py --predict-dir P --gt-dir G --mode 50 --workers 2 --session-name NAME
+    python match.py --predict-dir P --gt-dir G --mode 50 --workers 2 --session-name NAME [--clusters N]
 writes ``results/NAME.json`` (relative to the working directory) and prints its path.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Dict, List
 
 if __package__ in (None, ""):
     # Run as a script (`cd evaluation; python match.py`, the original toolbox's usage): import the
@@ -21,15 +22,19 @@ from imagenets.errors import UserError, info
 from imagenets.evaluation.engine.cooccurrence import METHODS
 from imagenets.evaluation.engine.inputs import add_pair_arguments
 from imagenets.evaluation.engine.matchfile import match_to_json, save_match
-from imagenets.evaluation.engine.matching import compute_match
+from imagenets.evaluation.engine.matching import check_clusters, compute_match
 from imagenets.fileio import write_json_atomic
-from imagenets.metadata import load_metadata
-from imagenets.subsets import get_subset
+from imagenets.metadata import Metadata, load_metadata
+from imagenets.subsets import Subset, get_subset
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_pair_arguments(parser, "cluster ids 1..K")
+    add_pair_arguments(parser, "cluster ids 1..K, or 1..N with --clusters")
     add_mode_argument(parser)
+    parser.add_argument("--clusters", type=int, default=None, metavar="N",
+                        help="the predictions hold cluster ids 1..N, N >= K (over-clustering): each class gets "
+                             "its best distinct cluster, every other cluster the class it co-occurs with most; "
+                             "prints where each cluster went and its purity. Default: K (one-to-one)")
     add_workers_argument(parser)
     parser.add_argument("--session-name", default="match", metavar="NAME",
                         help="the match is written to results/NAME.json under the working directory")
@@ -40,7 +45,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_device_argument(parser)
     add_quiet_argument(parser)
     parser.add_argument("--output", type=Path, default=None, metavar="FILE.json",
-                        help="also write a JSON report: match file, method, objective, image count, match")
+                        help="also write a JSON report: match file, method, objective, image count, match "
+                             "(and, with --clusters, each cluster's class and purity)")
+
+
+def cluster_table(report: List[Dict[str, object]], meta: Metadata, subset: Subset) -> str:
+    """Per cluster: its class (id, wnid, name) and purity, the share of its co-occurrence on that class."""
+    wnids = ["-"] + meta.categories(subset)
+    names = ["other (background)"] + meta.class_names(subset)
+    width = min(max(len(n) for n in names), 40)
+    lines = [f"{'cluster':>7}  {'class':>5}  {'wnid':<9}  {'name':<{width}}  {'purity':>6}",
+             f"{'-' * 7}  {'-' * 5}  {'-' * 9}  {'-' * width}  {'-' * 6}"]
+    for row in report:
+        g, share = int(row["class"]), row["purity"]
+        text = "n/a" if share is None else f"{100 * share:.1f}%"
+        lines.append(f"{row['cluster']:>7}  {g:>5}  {wnids[g]:<9}  {names[g][:width]:<{width}}  {text:>6}")
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,17 +68,24 @@ def run(args: argparse.Namespace) -> int:
     name = args.session_name
     if not name or "/" in name or "\\" in name or name.startswith("."):
         raise UserError(f"--session-name {name!r}: use a plain file name (letters, digits, - and _)")
+    check_clusters(args.clusters, subset.num_classes)  # before any long work
     meta = load_metadata(args.meta_dir, quiet=args.quiet)
     result = compute_match(args.predict_dir, args.gt_dir, subset, meta, method=args.method,
-                           workers=args.workers, device=args.device, quiet=args.quiet)
+                           workers=args.workers, device=args.device, quiet=args.quiet,
+                           num_clusters=args.clusters)
     path = save_match(Path("results") / f"{name}.json", result["assignment"])
-    info(f"matched {subset.num_classes} clusters over {result['images']} images ({args.method} level), "
-         f"objective {result['objective']}", args.quiet)
+    over = args.clusters is not None  # without --clusters: today's output, byte for byte
+    if over:
+        info(cluster_table(result["report"], meta, subset), args.quiet)
+    info(f"matched {result['clusters']} clusters" + (f" onto {subset.num_classes} classes" if over else "")
+         + f" over {result['images']} images ({args.method} level), objective {result['objective']}", args.quiet)
     if args.output:
-        write_json_atomic(args.output, {"match_file": str(path), "subset": subset.name,
-                                        "method": args.method, "images": result["images"],
-                                        "objective": result["objective"],
-                                        "match": match_to_json(result["assignment"])})
+        report = {"match_file": str(path), "subset": subset.name, "method": args.method,
+                  "images": result["images"], "objective": result["objective"],
+                  "match": match_to_json(result["assignment"])}
+        if over:
+            report.update(clusters=result["clusters"], cluster_report=result["report"])
+        write_json_atomic(args.output, report)
     print(path)
     return 0
 
@@ -66,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
 COMMAND = Command("match", "match cluster ids to classes (image-level Hungarian matching)", add_arguments, run,
                   description="Match unsupervised cluster ids 1..K to ImageNet-S classes by maximising the "
                               "number of images in which a cluster and a class co-occur (the benchmark's "
-                              "matching); writes results/NAME.json.")
+                              "matching); with --clusters N, clusters 1..N onto the K classes (many-to-one). "
+                              "Writes results/NAME.json.")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from imagenets.palette import HATCH_COLOURS, UNKNOWN_COLOUR, colorize, colour_of
 from imagenets.subsets import IGNORE, OTHER, get_subset
 
 from imagenets.evaluation.engine.inputs import read_pair
-from imagenets.evaluation.engine.matchfile import load_match, match_lut
+from imagenets.evaluation.engine.matchfile import Match, load_match
 from imagenets.evaluation.engine.inputs import Pair, prepare_pairs
 from imagenets.evaluation.engine.parallel import map_reduce
 
@@ -72,17 +72,23 @@ def image_iou(gt: np.ndarray, pred: np.ndarray, num_classes: int) -> Tuple[float
     return float(100.0 * ious.mean()), np.nonzero(gc)[0].tolist(), np.nonzero(pc)[0].tolist()
 
 
+def read_matched(pair: Pair, match: Optional[Match]) -> Tuple[np.ndarray, np.ndarray]:
+    """GT and prediction of one pair, the prediction relabelled through the match (for pictures only)."""
+    gt, pred = read_pair(pair)
+    return gt, (match.relabel(pred) if match is not None else pred)
+
+
 class _Score:
     """Worker job: per-image IoU of a chunk of (image, pair) items (picklable)."""
 
-    def __init__(self, num_classes: int, lut: Optional[np.ndarray]):
+    def __init__(self, num_classes: int, match: Optional[Match]):
         self.num_classes = num_classes
-        self.lut = lut
+        self.match = match
 
     def __call__(self, items: Sequence[Tuple[str, Pair]]) -> List[Dict[str, object]]:
         out = []
         for image, pair in items:
-            gt, pred = read_pair(pair, self.lut)
+            gt, pred = read_matched(pair, self.match)
             iou, gt_ids, pred_ids = image_iou(gt, pred, self.num_classes)
             out.append({"mask": pair.name, "image": image, "iou": iou, "gt_ids": gt_ids,
                         "pred_ids": pred_ids})
@@ -202,15 +208,15 @@ def render(photo: Image.Image, gt: np.ndarray, pred: np.ndarray, num_classes: in
 class _Render:
     """Worker job: draw and write the pictures of a chunk of scored images (picklable)."""
 
-    def __init__(self, num_classes: int, lut: Optional[np.ndarray], images: Path, gt_dir: Path,
+    def __init__(self, num_classes: int, match: Optional[Match], images: Path, gt_dir: Path,
                  pred_dir: Path, out: Path, labels: Dict[int, str], note: str):
-        self.num_classes, self.lut, self.labels, self.note = num_classes, lut, labels, note
+        self.num_classes, self.match, self.labels, self.note = num_classes, match, labels, note
         self.images, self.gt_dir, self.pred_dir, self.out = images, gt_dir, pred_dir, out
 
     def __call__(self, items: Sequence[Tuple[int, Dict[str, object]]]) -> int:
         for rank, score in items:
             mask = str(score["mask"])
-            gt, pred = read_pair(Pair(mask, self.gt_dir / mask, self.pred_dir / mask), self.lut)
+            gt, pred = read_matched(Pair(mask, self.gt_dir / mask, self.pred_dir / mask), self.match)
             path = self.images / str(score["image"])
             try:
                 with Image.open(path) as photo:
@@ -266,7 +272,7 @@ def visualize(images: Path, gt_dir: Path, predict_dir: Path, out: Path, mode: st
     subset = get_subset(mode)
     k = subset.num_classes
     meta = load_metadata(meta_dir, quiet=quiet)
-    lut = match_lut(load_match(match, k)) if match else None
+    matched = load_match(match, k) if match else None
     names = meta.validation_names(subset)
     if not Path(images).is_dir():
         raise UserError(f"--images {images} is not a directory: pass the prepared split folder, "
@@ -277,16 +283,16 @@ def visualize(images: Path, gt_dir: Path, predict_dir: Path, out: Path, mode: st
         raise UserError(f"{len(missing)} of {len(names)} images are missing under --images {images} "
                         f"(first: {missing[0]}): pass the prepared split folder, e.g. DEST/{subset.name}/validation")
     scores: List[Dict[str, object]] = []
-    map_reduce(list(zip([image for image, _ in names], pairs)), _Score(k, lut), scores.extend,
+    map_reduce(list(zip([image for image, _ in names], pairs)), _Score(k, matched), scores.extend,
                workers=workers, quiet=quiet, desc="scoring images")
     ordered = sort_scores(scores, sort)
     shown = ordered[:limit] if limit else ordered
     labels = {OTHER: "other"}
     labels.update({i: name for i, name in enumerate(meta.class_names(subset), 1)})
-    note = "   (matched)" if lut is not None else ""
+    note = "   (matched)" if matched is not None else ""
     out = Path(out)
     map_reduce(list(enumerate(shown, 1)),
-               _Render(k, lut, Path(images), Path(gt_dir), Path(predict_dir), out, labels, note),
+               _Render(k, matched, Path(images), Path(gt_dir), Path(predict_dir), out, labels, note),
                lambda _n: None, workers=workers, quiet=quiet, desc="drawing")
     valid = [s["iou"] for s in scores if not math.isnan(s["iou"])]
     mean = float(np.mean(valid)) if valid else math.nan

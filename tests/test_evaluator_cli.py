@@ -225,9 +225,9 @@ def test_unknown_mode_is_refused_with_status_2(case, capsys):
     ("{not json", "match file"),
     ('{"1": "19", "0": 0}', "not an integer class id"),
     ('{"one": 1, "0": 0}', "not an integer id"),
-    ('{"1": 51, "0": 0}', "outside the classes 1..50"),
-    ('{"1": 0, "0": 0}', "outside the classes 1..50"),
-    ('{"1": 1, "0": 4}', "must map to 0"),
+    ('{"1": 51, "0": 0}', "outside the GT ids 0..50"),
+    ('{"1": -1, "0": 0}', "outside the GT ids 0..50"),
+    ('{"-3": 1, "0": 0}', "negative"),
 ])
 def test_bad_match_file_is_named(case, capsys, content, needle):
     match_file = case["tmp"] / "bad-match.json"

@@ -56,7 +56,10 @@ class Reference:
     def add(self, gt: np.ndarray, pred: np.ndarray) -> None:
         gt = gt.astype(np.int64)
         pred = pred.astype(np.int64)
-        gb, pb = spec_boundary(gt), spec_boundary(pred)
+        self.add_maps(gt, pred, spec_boundary(gt), spec_boundary(pred))
+
+    def add_maps(self, gt: np.ndarray, pred: np.ndarray, gb: np.ndarray, pb: np.ndarray) -> None:
+        """Steps 4 on: the ids and boundary maps of one image, any match already applied."""
         keep = gt != IGNORE
         g, p, gb, pb = gt[keep], pred[keep], gb[keep], pb[keep]
         n = g.size

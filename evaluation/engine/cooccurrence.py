@@ -1,12 +1,13 @@
-"""Co-occurrence of prediction clusters and GT classes, and the best one-to-one match.
+"""Co-occurrence of prediction clusters and GT classes, and the match it gives.
 
 ``image`` (the benchmark's): ``C[p][g]`` = images where cluster p and class g both appear.
 ``pixel`` (ours, opt-in): ``C[p][g]`` = pixels predicted p whose GT is g, over the whole set.
+Clusters are 1..N with N >= K (N = K: the benchmark's one-to-one match; N > K: over-clustering).
 """
 
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -21,23 +22,34 @@ METHODS = ("image", "pixel")
 class Cooccurrence:
     """Accumulator: ``update_table`` per image, ``matrix()`` at the end; merges like the metrics."""
 
-    def __init__(self, num_classes: int, method: str = "image"):
+    def __init__(self, num_classes: int, method: str = "image", num_clusters: Optional[int] = None):
         if method not in METHODS:
             raise ValueError(f"unknown matching method {method!r}")
         self.num_classes = num_classes
+        self.num_clusters = num_classes if num_clusters is None else num_clusters
         self.method = method
         self.images = 0
+        self.outside_pixels = 0                # kept pixels whose prediction id is above N
+        self.outside_images = 0
+        self.top_id = 0                        # the largest prediction id seen
         self._keys: List[np.ndarray] = []      # flat p * (K+1) + g, per image
         self._weights: List[np.ndarray] = []   # pixel counts (pixel method)
 
     def update_table(self, table: JointTable) -> None:
+        """Add one image; ``table`` from ``joint_table(gt, pred, num_clusters)`` (prediction ids 0..N)."""
         k = self.num_classes
         keep = table.gt_ids != IGNORE
         gt_ids = table.gt_ids[keep]
-        cells = table.counts[keep].sum(axis=(2, 3))[:, :-1]          # (nG, nP): drop out-of-range column
+        cells = table.counts[keep].sum(axis=(2, 3))
+        outside = int(cells[:, -1].sum())
+        cells = cells[:, :-1]                                        # (nG, nP): drop out-of-range column
         g_sel = (gt_ids >= 1) & (gt_ids <= k)
         p_sel = (table.pred_ids >= 1) & (cells.sum(axis=0) > 0)     # predicted on kept pixels
         self.images += 1
+        self.top_id = max(self.top_id, table.top_id)
+        if outside:
+            self.outside_pixels += outside
+            self.outside_images += 1
         g, p = gt_ids[g_sel], table.pred_ids[p_sel]
         if not (g.size and p.size):
             return
@@ -48,15 +60,19 @@ class Cooccurrence:
 
     def merge(self, other: "Cooccurrence") -> "Cooccurrence":
         self.images += other.images
+        self.outside_pixels += other.outside_pixels
+        self.outside_images += other.outside_images
+        self.top_id = max(self.top_id, other.top_id)
         self._keys += other._keys
         self._weights += other._weights
         return self
 
     def matrix(self) -> np.ndarray:
-        """``C`` as a (K+1) x (K+1) int64 matrix indexed [prediction id, GT id]."""
-        size = (self.num_classes + 1) ** 2
+        """``C`` as a (N+1) x (K+1) int64 matrix indexed [prediction id, GT id]."""
+        shape = (self.num_clusters + 1, self.num_classes + 1)
+        size = shape[0] * shape[1]
         if not self._keys:
-            return np.zeros((self.num_classes + 1,) * 2, dtype=np.int64)
+            return np.zeros(shape, dtype=np.int64)
         keys = np.concatenate(self._keys)
         if self.method == "pixel":
             weights = np.concatenate(self._weights).astype(np.int64)
@@ -64,16 +80,36 @@ class Cooccurrence:
             np.add.at(flat, keys, weights)
         else:
             flat = np.bincount(keys, minlength=size).astype(np.int64)
-        return flat.reshape(self.num_classes + 1, self.num_classes + 1)
+        return flat.reshape(shape)
 
 
 def best_match(cooc: np.ndarray) -> Tuple[np.ndarray, int]:
-    """One-to-one map of clusters 1..K onto classes 1..K maximising ``sum C[p][g]``.
+    """Map clusters 1..N onto classes 1..K from the (N+1) x (K+1) co-occurrence, N >= K.
 
-    Returns ``assignment`` (``assignment[p-1]`` = class of cluster p) and the objective.
+    Each class gets its own cluster, the distinct ones maximising ``sum C[p][g]`` (a linear assignment;
+    with N = K that is every cluster, the benchmark's match); every other cluster goes to the class it
+    co-occurs with most (ties: the smallest id), or to 0 when it co-occurs with none.
+    Returns ``assignment`` (``assignment[p-1]`` = class of cluster p) and the assignment's objective.
     """
     c = cooc[1:, 1:]
     rows, cols = linear_sum_assignment(c, maximize=True)
-    assignment = np.empty(c.shape[0], dtype=np.int64)
+    assignment = np.where(c.max(axis=1, initial=0) > 0, np.argmax(c, axis=1) + 1, 0).astype(np.int64)
     assignment[rows] = cols + 1
     return assignment, int(c[rows, cols].sum())
+
+
+def purity(cooc: np.ndarray, assignment: np.ndarray) -> List[Optional[float]]:
+    """Per cluster 1..N: the share of its co-occurrence (images, or pixels) that is on its class.
+
+    Only classes 1..K count in the share; None for a cluster that co-occurs with no class.
+    """
+    c = cooc[1:, 1:]
+    totals = c.sum(axis=1)
+    on_class = np.where(assignment > 0, c[np.arange(c.shape[0]), np.maximum(assignment - 1, 0)], 0)
+    return [float(a / t) if t else None for a, t in zip(on_class.tolist(), totals.tolist())]
+
+
+def cluster_report(cooc: np.ndarray, assignment: np.ndarray) -> List[Dict[str, object]]:
+    """Per cluster: ``{"cluster": p, "class": g, "purity": share or None}`` (JSON-ready)."""
+    return [{"cluster": p, "class": int(g), "purity": share}
+            for p, (g, share) in enumerate(zip(assignment.tolist(), purity(cooc, assignment)), 1)]

@@ -87,15 +87,17 @@ class JointTable:
     pred_ids: np.ndarray   # (nP,) sorted prediction ids in 0..K present
     counts: np.ndarray     # (nG, nP + 1, 2, 2) int64; column nP = every id outside 0..K
     out_of_range: int      # pixels (ignore included) whose prediction id is outside 0..K
+    top_id: int = 0        # the largest prediction id of the image (ignore included)
 
 
 def joint_table(gt: np.ndarray, pred: np.ndarray, num_classes: int,
                 with_boundaries: bool = True, pred_lut: Optional[np.ndarray] = None) -> JointTable:
-    """Count one pair. ``gt`` and ``pred``: HxW int32 ids, same shape, match already applied.
+    """Count one pair. ``gt`` and ``pred``: HxW int32 ids, same shape; ``pred`` holds the raw ids.
 
-    ``pred_lut``, if given, is a match applied here, per run rather than per pixel. Only for a
-    one-to-one match (:func:`imagenets.evaluation.engine.matchfile.is_one_to_one`): then mapping cannot merge two
-    ids, so the boundaries of every counted prediction pixel are those of the raw ids.
+    ``pred_lut``, if given, is the match (:attr:`imagenets.evaluation.engine.matchfile.Match.lut`), and
+    this is the only place one is applied to metrics: the boundaries are taken on the raw ids, then each
+    run's id goes through the table (spec, steps 2-3). So with a many-to-one match the seam where two
+    clusters of one class touch stays a prediction boundary.
 
     Masks are piecewise constant, so the counting works on runs: a run starts wherever the GT,
     the prediction or a boundary flag changes along a row (and at every row start). A handful of
@@ -132,4 +134,4 @@ def joint_table(gt: np.ndarray, pred: np.ndarray, num_classes: int,
     # Weights are run lengths: float64 sums of integers stay exact far beyond any image size.
     counts = np.bincount(key, weights=lengths, minlength=gt_ids.size * n_cols * 4).astype(np.int64)
     return JointTable(gt_ids, pred_ids, counts.reshape(gt_ids.size, n_cols, 2, 2),
-                      int(lengths[~in_range].sum()))
+                      int(lengths[~in_range].sum()), int(p.max()))

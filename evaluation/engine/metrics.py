@@ -62,7 +62,7 @@ class SegmentationMetrics:
 
     # -- accumulation ------------------------------------------------------------------
     def update(self, gt: np.ndarray, pred: np.ndarray, pred_lut: Optional[np.ndarray] = None) -> None:
-        """Add one image (HxW int ids; match applied, or a one-to-one match given as ``pred_lut``)."""
+        """Add one image (HxW int ids, the prediction's raw; a match goes in as ``pred_lut`` = ``Match.lut``)."""
         self.update_table(joint_table(gt, pred, self.num_classes, pred_lut=pred_lut))
 
     def update_table(self, table: JointTable) -> None:

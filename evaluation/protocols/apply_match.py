@@ -23,23 +23,23 @@ from imagenets.errors import UserError, info, warn
 from imagenets.fileio import folders_overlap, read_json, write_json_atomic
 from imagenets.subsets import MODES, SUBSETS, get_subset
 
-from imagenets.evaluation.engine.matchfile import UNCOVERED, load_match, match_lut, match_to_json
+from imagenets.evaluation.engine.matchfile import UNCOVERED, Match, load_match, match_to_json
 from imagenets.evaluation.engine.inputs import SHOW
 from imagenets.evaluation.protocols.rules import APPLIED_MARKER
 from imagenets.evaluation.engine.parallel import map_reduce
 
 
-def infer_classes(mapping: Dict[int, int]) -> int:
+def infer_classes(match: Match) -> int:
     """The smallest subset's K that holds every class of the match."""
-    top = max(mapping.values())
+    top = max(match.mapping.values())
     return min(k for k in SUBSETS if k >= top)
 
 
-def apply_lut(mapping: Dict[int, int], num_classes: int) -> np.ndarray:
+def apply_lut(match: Match, num_classes: int) -> np.ndarray:
     """Covered ids -> their class; uncovered ids above K stay as they are (out of range either way, and the
     original id stays visible); uncovered ids 1..K become UNCOVERED, since keeping them would silently turn
     a cluster into a class."""
-    lut = match_lut(mapping)
+    lut = match.lut.copy()
     ids = np.arange(MAX_ID + 1, dtype=np.int32)
     keep = (lut == UNCOVERED) & (ids > num_classes)
     lut[keep] = ids[keep]
@@ -136,18 +136,20 @@ def apply_match(predict_dir: Path, match_file: Path, output_dir: Path, mode: Opt
         raise UserError(f"--output-dir {output_dir} and --predict-dir {predict_dir} overlap: write the matched "
                         "predictions to a separate folder (e.g. beside the raw predictions)")
     num_classes = get_subset(mode).num_classes if mode else None
-    mapping = load_match(match_file, num_classes or max(SUBSETS))
-    num_classes = num_classes or infer_classes(mapping)
+    match = load_match(match_file, num_classes or max(SUBSETS))
+    num_classes = num_classes or infer_classes(match)
     names = find_pngs(predict_dir)
     if not names:
         raise UserError(f"--predict-dir {predict_dir} holds no .png file: point it at the raw predictions "
                         "(<wnid>/<name>.png with cluster ids)")
     output_dir.mkdir(parents=True, exist_ok=True)
-    since = start_marker(output_dir, match_to_json(mapping), match_file, num_classes, force)
-    covered = np.zeros(MAX_ID + 1, dtype=bool)
-    covered[list(mapping)] = True
+    if not match.one_to_one:
+        warn(f"{match_file} maps several clusters to one class: the written PNGs lose the seams between "
+             "them, so their boundary metrics (mBIoU, B*) differ from evaluator.py --match on the raw "
+             "predictions (spec, step 3); submit the raw predictions with match.json to keep them")
+    since = start_marker(output_dir, match_to_json(match), match_file, num_classes, force)
     stats = ApplyStats()
-    work = _ApplyChunk(predict_dir, output_dir, apply_lut(mapping, num_classes), covered, since, force)
+    work = _ApplyChunk(predict_dir, output_dir, apply_lut(match, num_classes), match.covered, since, force)
     map_reduce(names, work, stats.merge, workers=workers, quiet=quiet, desc="applying match")
     if stats.uncovered_pixels:
         ids = ", ".join(str(v) for v in stats.uncovered_ids[:SHOW]) + (

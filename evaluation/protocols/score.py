@@ -25,7 +25,7 @@ from imagenets.zipsafe import (DEFAULT_MAX_ENTRIES, DEFAULT_MAX_SIZE, Entry, exi
 
 from imagenets.evaluation.engine.evaluation import evaluate_predictions
 from imagenets.evaluation.engine.report import publish
-from imagenets.evaluation.engine.matchfile import parse_match
+from imagenets.evaluation.engine.matchfile import Match, parse_match
 from imagenets.evaluation.protocols.rules import (MATCH_FILE, MATCH_MAX_BYTES, METHOD_FILE, METHOD_LABELS,
                                                   METHOD_MAX_BYTES, PROTOCOLS, get_protocol, match_rule,
                                                   parse_method_text)
@@ -69,14 +69,14 @@ def read_method(root: Path, report: CheckReport, source: str) -> Dict[str, str]:
     return parsed.fields
 
 
-def read_zip_match(root: Path, report: CheckReport, num_classes: int, source: str) -> Optional[Dict[int, int]]:
+def read_zip_match(root: Path, report: CheckReport, num_classes: int, source: str) -> Optional[Match]:
     """The submission's match.json (None if absent); a malformed one goes to ``report`` under "match"."""
     path = root / MATCH_FILE
     if not path.is_file():
         return None
     try:
         data = json.loads(read_capped(path, MATCH_MAX_BYTES, MATCH_FILE).decode("utf-8"))
-        return parse_match(data, num_classes, source=f"{MATCH_FILE} in {source}")
+        return parse_match(data, num_classes, source=f"{MATCH_FILE} in {source}", path=str(path))
     except (ValueError, UnicodeDecodeError) as exc:
         report.add("match", f"{MATCH_FILE} (not valid JSON: {exc})")
     except UserError as exc:
@@ -107,7 +107,8 @@ def score_submission(zip_path: Path, gt_dir: Path, subset: Subset, meta: Metadat
             extract_entries(archive, entries, root, zip_path, max_size, fix=REBUILD, quiet=quiet)
             report = CheckReport()
             fields = read_method(root, report, str(zip_path))
-            mapping = read_zip_match(root, report, k, str(zip_path))
+            match = read_zip_match(root, report, k, str(zip_path))
+            mapping = match.mapping if match is not None else None
             if protocol is not None:
                 for message in match_rule(get_protocol(protocol), mapping is not None, matched=None):
                     warn(message)
@@ -115,9 +116,8 @@ def score_submission(zip_path: Path, gt_dir: Path, subset: Subset, meta: Metadat
             items = [PixelItem(mask, root / mask, gt_dir / mask) for mask in masks]
             check_pixels(report, items, None, reference_what="ground truth", workers=workers, quiet=quiet)
             report.refuse(refusal, f"fix the predictions and {REBUILD}")
-            result = evaluate_predictions(root, gt_dir, subset, meta,
-                                          match_file=root / MATCH_FILE if mapping is not None else None,
-                                          workers=workers, device=device, quiet=quiet, names=masks)
+            result = evaluate_predictions(root, gt_dir, subset, meta, match=match, workers=workers,
+                                          device=device, quiet=quiet, names=masks)
     # The temporary folder is gone: name the zip instead.
     result.update(predict_dir=str(zip_path), match=f"{zip_path}:{MATCH_FILE}" if mapping is not None else None,
                   submission=str(zip_path), split=split, protocol=protocol,

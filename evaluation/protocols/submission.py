@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
                         f"DEST/{subset.name} folder, or leave --images out to skip the size check")
     if predict_dir.resolve() in args.output.resolve().parents:
         raise UserError(f"--output {args.output} is inside --predict-dir: write the zip elsewhere")
-    mapping = load_match(args.match, k) if args.match is not None else None
+    mapping = load_match(args.match, k).mapping if args.match is not None else None
     applied = applied_classes(predict_dir)
     if applied is not None and applied != k:
         raise UserError(f"--predict-dir {predict_dir} was matched by apply-match for ImageNetS{applied}, not "
