@@ -38,6 +38,7 @@ def compute_match(predict_dir: Path, gt_dir: Path, subset: Subset, meta: Metadat
     pairs = prepare_pairs(names, Path(gt_dir), Path(predict_dir), quiet=quiet)
     total = Cooccurrence(k, method)
     map_reduce(pairs, _CountChunk(k, method), total.merge, workers=workers, quiet=quiet, desc="matching")
-    assignment, objective = best_match(total.matrix())
+    matrix = total.matrix()
+    assignment, objective = best_match(matrix)
     return {"subset": subset.name, "mode": k, "images": total.images, "method": method,
-            "objective": objective, "assignment": assignment}
+            "objective": objective, "assignment": assignment, "cooccurrence": matrix}
