@@ -19,6 +19,7 @@ from imagenets.cli import (Command, add_device_argument, add_meta_argument, add_
                            add_quiet_argument, add_workers_argument)
 from imagenets.errors import UserError, info
 from imagenets.evaluation.engine.cooccurrence import METHODS
+from imagenets.evaluation.engine.exports import MATRIX_SUFFIXES, suffix_option, write_matrix
 from imagenets.evaluation.engine.inputs import add_pair_arguments
 from imagenets.evaluation.engine.matchfile import match_to_json, save_match
 from imagenets.evaluation.engine.matching import compute_match
@@ -41,6 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_quiet_argument(parser)
     parser.add_argument("--output", type=Path, default=None, metavar="FILE.json",
                         help="also write a JSON report: match file, method, objective, image count, match")
+    parser.add_argument("--confusion", type=suffix_option(*MATRIX_SUFFIXES), default=None,
+                        metavar="FILE.npz|FILE.csv",
+                        help="also write the co-occurrence matrix the match maximises: rows = prediction id, "
+                             "columns = GT id 0..K (images with both; pixels with --method pixel)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,6 +64,10 @@ def run(args: argparse.Namespace) -> int:
                                         "method": args.method, "images": result["images"],
                                         "objective": result["objective"],
                                         "match": match_to_json(result["assignment"])})
+    if args.confusion:
+        matrix = result["cooccurrence"]
+        write_matrix(args.confusion, matrix, "prediction", "gt", [str(i) for i in range(matrix.shape[1])])
+        info(f"wrote {args.confusion}", args.quiet)
     print(path)
     return 0
 
