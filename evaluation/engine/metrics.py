@@ -97,6 +97,7 @@ class SegmentationMetrics:
         self.out_of_range_images = 0
         # Per image (in update order): flat keys, counts, Acc correctness, F-measure.
         self._rows: Optional[List[tuple]] = [] if keep_images else None
+        self._offsets = np.arange(len(SCOPES) * len(STATS), dtype=np.int64) * (num_classes + 1)
 
     # -- accumulation ------------------------------------------------------------------
     def update(self, gt: np.ndarray, pred: np.ndarray, pred_lut: Optional[np.ndarray] = None) -> None:
@@ -182,10 +183,11 @@ class SegmentationMetrics:
     def _record(self, ids: np.ndarray, increments: np.ndarray, correct: bool, f: float) -> None:
         if self._rows is None:
             return
-        flat = np.flatnonzero(increments)
-        scope_stat, at = np.divmod(flat, ids.size) if ids.size else (flat, flat)
-        keys = scope_stat * (self.num_classes + 1) + ids[at]
-        self._rows.append((keys, increments.reshape(-1)[flat], correct, f))
+        # Flat position of (scope, stat, ids[j]) in the (SCOPES, STATS, K+1) accumulator.
+        keys = (self._offsets[:, None] + ids[None, :]).reshape(-1)
+        values = increments.reshape(-1)
+        nonzero = values != 0
+        self._rows.append((keys[nonzero], values[nonzero], correct, f))
 
     def merge(self, other: "SegmentationMetrics") -> "SegmentationMetrics":
         """Add another accumulator's counts (e.g. from a worker)."""
