@@ -1,6 +1,9 @@
 """``evaluator.py``: mIoU and its companion metrics of ImageNet-S predictions, exactly as the benchmark.
 
     python evaluator.py --predict-dir P --gt-dir G --mode 50 [--match results/x.json] [--workers 2]
+
+Opt-in analysis (never changes the benchmark's numbers): ``--bootstrap B`` intervals, ``--save-counts``
+for ``imagenets compare``, ``--confusion`` and ``--per-image`` exports, ``--extra-metrics``.
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
 if __package__ in (None, ""):
     # Run as a script (`cd evaluation; python evaluator.py`, the original toolbox's usage): import the
     # package from the checkout instead of these files as top-level modules.
@@ -16,12 +21,30 @@ if __package__ in (None, ""):
 
 from imagenets.cli import (Command, add_device_argument, add_meta_argument, add_mode_argument,
                            add_quiet_argument, add_workers_argument)
-from imagenets.errors import info
-from imagenets.evaluation.engine.evaluation import evaluate_predictions
+from imagenets.errors import info, warn
+from imagenets.evaluation.engine.evaluation import Keep, Tally, count_predictions, summarize_tally
+from imagenets.evaluation.engine.exports import (MATRIX_SUFFIXES, suffix_option, write_matrix,
+                                                 write_per_image)
 from imagenets.evaluation.engine.inputs import add_pair_arguments
-from imagenets.evaluation.engine.report import publish
+from imagenets.evaluation.engine.report import NOT_BENCHMARK, publish
 from imagenets.metadata import load_metadata
 from imagenets.subsets import get_subset
+
+#: The metric keys, for --help (the README's Evaluation section says the same).
+EPILOG = ("Summary keys (percent): mIoU = mean IoU over ids 0..K (background included, absent classes count "
+          "0); mBIoU = the same on boundary pixels; S, MS, ML, L = mIoU of objects by their share of the image "
+          "(S <= 5%, MS <= 25%, ML <= 50%, L > 50%); BS, BMS, BML, BL = the same buckets on boundary pixels; "
+          "Acc = share of images whose most predicted class is in the ground truth; FMeasure = foreground "
+          "F-measure (beta^2 = 0.3, any non-zero id is foreground), averaged over images.")
+#: Images a class should appear in for resamples to keep it (below: they often miss it, its IoU drops to 0).
+FEW_IMAGES = 5
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text}: use 0 (no bootstrap) or more resamples")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,13 +61,85 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write the summary (full precision), IoUs and run context as JSON")
     parser.add_argument("--plot", type=Path, default=None, metavar="FILE.png",
                         help="also draw the per-class IoU as a bar chart, classes sorted, with the mIoU line")
+    group = parser.add_argument_group("analysis (opt-in; the benchmark's numbers stay the same)")
+    group.add_argument("--bootstrap", type=_count, default=0, metavar="B",
+                       help="resample the images B times (with replacement): a 95%% percentile interval for "
+                            "every summary key, in the table and as \"ci95\" in --output")
+    group.add_argument("--seed", type=int, default=0, metavar="S", help="random seed of --bootstrap")
+    group.add_argument("--save-counts", type=suffix_option(".npz"), default=None, metavar="FILE.npz",
+                       help="keep every image's counts and name, for `imagenets compare A.npz B.npz`")
+    group.add_argument("--confusion", type=suffix_option(*MATRIX_SUFFIXES), default=None,
+                       metavar="FILE.npz|FILE.csv",
+                       help="write the pixel confusion matrix: rows = GT id 0..K, columns = prediction id "
+                            "0..K plus one for ids outside 0..K, ignore pixels dropped; with --match after "
+                            "the match, without it of the ids as they are (cluster ids x classes, before "
+                            "any match)")
+    group.add_argument("--per-image", type=suffix_option(".csv"), default=None, metavar="FILE.csv",
+                       help="one row per image: name, width, height, GT classes, per-image IoU (the "
+                            "visualize gallery's), Acc correctness (0/1), F-measure (percent)")
+    group.add_argument("--extra-metrics", action="store_true",
+                       help="also pixel accuracy, mean class accuracy and frequency-weighted IoU, from the same "
+                            "counts: NOT the benchmark's metrics (a separate block, and key \"not_benchmark\")")
+    parser.epilog = EPILOG
+
+
+def add_analysis(result: dict, tally: Tally, args: argparse.Namespace) -> None:
+    """The opt-in numbers: bootstrap intervals and the non-benchmark block."""
+    if args.bootstrap:
+        from imagenets.evaluation.engine.bootstrap import bootstrap_intervals  # torch sparse: only when asked for
+
+        counts = tally.metrics.image_counts()
+        few = rare_classes(counts)
+        if few:
+            warn(f"{few} classes appear in fewer than {FEW_IMAGES} images: resamples often miss them, "
+                 "which skews the intervals; they are reliable when every class has several images, as in "
+                 "the official splits")
+        result["bootstrap"] = {"resamples": args.bootstrap, "seed": args.seed, "level": 95}
+        result["ci95"] = bootstrap_intervals(counts, args.bootstrap, args.seed)
+    if args.extra_metrics:
+        from imagenets.evaluation.engine.metrics import extra_metrics
+
+        result[NOT_BENCHMARK] = extra_metrics(tally.metrics.counts)
+
+
+def rare_classes(counts) -> int:
+    """Classes 1..K with ground truth in 1 to FEW_IMAGES - 1 images (``counts``: ImageCounts)."""
+    k1 = counts.num_classes + 1
+    gt_keys = counts.keys[(counts.keys // k1) == 2]  # scope "all", stat G: keys 2*(K+1) + class
+    images = np.bincount(gt_keys % k1, minlength=k1)[1:]
+    return int(((images > 0) & (images < FEW_IMAGES)).sum())
+
+
+def write_exports(tally: Tally, args: argparse.Namespace) -> None:
+    """The files asked for: per-image counts, confusion matrix, per-image CSV."""
+    k = tally.metrics.num_classes
+    if args.save_counts:
+        from imagenets.evaluation.engine.countsfile import save_counts
+
+        save_counts(args.save_counts, tally.metrics.image_counts(), tally.names, tally.context)
+        info(f"wrote {args.save_counts}", args.quiet)
+    if args.confusion:
+        write_matrix(args.confusion, tally.confusion.matrix(), "gt", "prediction",
+                     [str(i) for i in range(k + 1)] + ["out_of_range"])
+        info(f"wrote {args.confusion}", args.quiet)
+    if args.per_image:
+        counts = tally.metrics.image_counts()
+        rows = [{"name": name, **image, "acc_correct": int(correct), "fmeasure": 100.0 * f}
+                for name, image, correct, f in zip(tally.names, tally.images, counts.correct, counts.f)]
+        write_per_image(args.per_image, rows)
+        info(f"wrote {args.per_image}", args.quiet)
 
 
 def run(args: argparse.Namespace) -> int:
     subset = get_subset(args.mode)
     meta = load_metadata(args.meta_dir, quiet=args.quiet)
-    result = evaluate_predictions(args.predict_dir, args.gt_dir, subset, meta, match_file=args.match,
-                                  workers=args.workers, device=args.device, quiet=args.quiet)
+    keep = Keep(image_counts=bool(args.bootstrap or args.save_counts or args.per_image),
+                per_image=bool(args.per_image), confusion=bool(args.confusion))
+    tally = count_predictions(args.predict_dir, args.gt_dir, subset, meta, match_file=args.match,
+                              workers=args.workers, device=args.device, quiet=args.quiet, keep=keep)
+    result = summarize_tally(tally)
+    add_analysis(result, tally, args)
+    write_exports(tally, args)
     if args.plot:
         from imagenets.evaluation.plot import plot_result  # Pillow drawing: loaded only when asked for
 

@@ -20,6 +20,7 @@ from imagenets.cli import (Command, add_device_argument, add_meta_argument, add_
                            add_quiet_argument, add_workers_argument)
 from imagenets.errors import UserError, info
 from imagenets.evaluation.engine.cooccurrence import METHODS
+from imagenets.evaluation.engine.exports import MATRIX_SUFFIXES, suffix_option, write_matrix
 from imagenets.evaluation.engine.inputs import add_pair_arguments
 from imagenets.evaluation.engine.matchfile import match_to_json, save_match
 from imagenets.evaluation.engine.matching import check_clusters, compute_match
@@ -47,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", type=Path, default=None, metavar="FILE.json",
                         help="also write a JSON report: match file, method, objective, image count, match "
                              "(and, with --clusters, each cluster's class and purity)")
+    parser.add_argument("--confusion", type=suffix_option(*MATRIX_SUFFIXES), default=None,
+                        metavar="FILE.npz|FILE.csv",
+                        help="also write the co-occurrence matrix the match maximises: rows = prediction id, "
+                             "columns = GT id 0..K (images with both; pixels with --method pixel)")
 
 
 def cluster_table(report: List[Dict[str, object]], meta: Metadata, subset: Subset) -> str:
@@ -86,6 +91,10 @@ def run(args: argparse.Namespace) -> int:
         if over:
             report.update(clusters=result["clusters"], cluster_report=result["report"])
         write_json_atomic(args.output, report)
+    if args.confusion:
+        matrix = result["cooccurrence"]
+        write_matrix(args.confusion, matrix, "prediction", "gt", [str(i) for i in range(matrix.shape[1])])
+        info(f"wrote {args.confusion}", args.quiet)
     print(path)
     return 0
 

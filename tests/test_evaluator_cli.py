@@ -94,8 +94,16 @@ def test_output_json_has_summary_keys_ious_and_context(case, capsys):
     assert result["mIoU"] == pytest.approx(sum(result["IoUs"]) / (K + 1))
 
 
-def test_quiet_prints_no_tables(case, capsys):
+def test_quiet_prints_only_the_summary_line_when_no_file_keeps_the_result(case, capsys):
     assert COMMAND.main(base_args(case)) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and len(captured.out.splitlines()) == 1
+    assert captured.out.startswith(f"ImageNetS50, {IMAGES} images: mIoU ")
+    assert all(f" {key} " in captured.out for key in SUMMARY_KEYS)
+
+
+def test_quiet_with_output_prints_nothing(case, capsys):
+    assert COMMAND.main(base_args(case) + ["--output", str(case["tmp"] / "r.json")]) == 0
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
 

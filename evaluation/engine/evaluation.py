@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -11,35 +12,84 @@ from imagenets.errors import warn
 from imagenets.metadata import Metadata
 from imagenets.subsets import Subset
 
+from .confusion import PixelConfusion, best_relabelled_miou, looks_like_clusters
 from .inputs import Pair, invalid_gt_error, prepare_pairs, read_pair
+from .kernel import joint_table
 from .matchfile import Match, load_match
 from .metrics import SUMMARY_KEYS, InvalidGroundTruth, SegmentationMetrics
 from .parallel import counting_device, map_reduce
 
 
+@dataclass(frozen=True)
+class Keep:
+    """What an evaluation keeps beyond the benchmark's accumulators (all off: the plain benchmark)."""
+
+    image_counts: bool = False   # every image's own counts (bootstrap, --save-counts, --per-image)
+    per_image: bool = False      # size, GT classes and per-image IoU of every image (--per-image)
+    confusion: bool = False      # the pixel confusion matrix (--confusion; always without a match: the hint)
+
+
+@dataclass
+class Tally:
+    """Everything one evaluation accumulated; ``merge`` adds a worker's part (images stay in order)."""
+
+    metrics: SegmentationMetrics
+    confusion: Optional[PixelConfusion] = None
+    images: Optional[List[Dict[str, object]]] = None   # per image: width, height, gt_classes, iou
+    names: List[str] = field(default_factory=list)
+    context: Dict[str, object] = field(default_factory=dict)
+
+    def merge(self, other: "Tally") -> "Tally":
+        self.metrics.merge(other.metrics)
+        if self.confusion is not None:
+            self.confusion.merge(other.confusion)
+        if self.images is not None:
+            self.images += other.images
+        return self
+
+
 class _EvaluateChunk:
     """Worker job: accumulate the metrics of a chunk of pairs (picklable)."""
 
-    def __init__(self, num_classes: int, lut: Optional[np.ndarray]):
+    def __init__(self, num_classes: int, lut: Optional[np.ndarray], keep: Keep = Keep()):
         self.num_classes = num_classes
         self.lut = lut  # the match, applied inside the kernel (boundaries on the raw ids first)
+        self.keep = keep
 
-    def __call__(self, pairs: Sequence[Pair]) -> SegmentationMetrics:
-        metrics = SegmentationMetrics(self.num_classes)
+    def empty(self) -> Tally:
+        k, keep = self.num_classes, self.keep
+        return Tally(SegmentationMetrics(k, keep_images=keep.image_counts),
+                     PixelConfusion(k) if keep.confusion else None, [] if keep.per_image else None)
+
+    def __call__(self, pairs: Sequence[Pair]) -> Tally:
+        tally = self.empty()
         for pair in pairs:
             gt, pred = read_pair(pair)
+            table = joint_table(gt, pred, self.num_classes, pred_lut=self.lut)
             try:
-                metrics.update(gt, pred, pred_lut=self.lut)
+                tally.metrics.update_table(table)
             except InvalidGroundTruth as exc:
                 raise invalid_gt_error(pair, exc.args[0], self.num_classes) from None
-        return metrics
+            if tally.confusion is not None:
+                tally.confusion.update_table(table)
+            if tally.images is not None:
+                tally.images.append(self._image_row(gt, pred))
+        return tally
+
+    def _image_row(self, gt: np.ndarray, pred: np.ndarray) -> Dict[str, object]:
+        from imagenets.evaluation.visualize import image_iou  # the gallery's per-image IoU, loaded when asked for
+
+        matched = self.lut.take(pred) if self.lut is not None else pred
+        score, gt_ids, _pred_ids = image_iou(gt, matched, self.num_classes)
+        return {"width": gt.shape[1], "height": gt.shape[0], "iou": score,
+                "gt_classes": " ".join(str(c) for c in gt_ids if c > 0)}
 
 
-def evaluate_predictions(predict_dir: Path, gt_dir: Path, subset: Subset, meta: Metadata,
-                         match_file: Optional[Path] = None, workers: int = 2, device: str = "auto",
-                         quiet: bool = False, names: Optional[List[str]] = None,
-                         match: Optional[Match] = None) -> Dict[str, object]:
-    """Evaluate a prediction folder over the subset's validation list (or the mask paths ``names``).
+def count_predictions(predict_dir: Path, gt_dir: Path, subset: Subset, meta: Metadata,
+                      match_file: Optional[Path] = None, workers: int = 2, device: str = "auto",
+                      quiet: bool = False, names: Optional[List[str]] = None, keep: Keep = Keep(),
+                      match: Optional[Match] = None) -> Tally:
+    """Accumulate the counts of a prediction folder over the subset's validation list (or the mask paths ``names``).
 
     The match: ``match_file`` (read here), or ``match`` when the caller has read it already.
     """
@@ -51,16 +101,51 @@ def evaluate_predictions(predict_dir: Path, gt_dir: Path, subset: Subset, meta: 
     if names is None:
         names = [mask for _image, mask in meta.validation_names(subset)]
     pairs = prepare_pairs(names, Path(gt_dir), Path(predict_dir), quiet=quiet)
-    total = SegmentationMetrics(k)
-    map_reduce(pairs, _EvaluateChunk(k, lut), total.merge, workers=workers, quiet=quiet, desc="evaluating")
-    if total.out_of_range_pixels:
+    # Without a match the confusion is kept anyway: it tells whether the ids look like clusters.
+    keep = replace(keep, confusion=keep.confusion or match is None)
+    job = _EvaluateChunk(k, lut, keep)
+    total = job.empty()
+    map_reduce(pairs, job, total.merge, workers=workers, quiet=quiet, desc="evaluating")
+    total.names = [pair.name for pair in pairs]
+    total.context = {"subset": subset.name, "mode": k, "predict_dir": str(predict_dir), "gt_dir": str(gt_dir),
+                     "match": match.path if match is not None else None}
+    metrics = total.metrics
+    if metrics.out_of_range_pixels:
         what = ("prediction ids the match does not cover" if lut is not None
                 else f"prediction ids outside 0..{k}")
-        warn(f"{total.out_of_range_pixels} pixels in {total.out_of_range_images} images have {what}: "
+        warn(f"{metrics.out_of_range_pixels} pixels in {metrics.out_of_range_images} images have {what}: "
              "they count nowhere in IoU and as foreground in FMeasure")
-    result = total.compute()
-    return {"subset": subset.name, "mode": k, "images": total.images,
-            "predict_dir": str(predict_dir), "gt_dir": str(gt_dir),
-            "match": match.path if match is not None else None,
-            "out_of_range_pixels": total.out_of_range_pixels,
+    return total
+
+
+def summarize_tally(tally: Tally) -> Dict[str, object]:
+    """The benchmark's result of a tally (run context, summary keys, IoUs); hints when ids look like clusters."""
+    metrics = tally.metrics
+    result = metrics.compute()
+    context = tally.context
+    if context["match"] is None and tally.confusion is not None:
+        cluster_hint(tally.confusion.matrix(), result["mIoU"])
+    return {"subset": context["subset"], "mode": context["mode"], "images": metrics.images,
+            "predict_dir": context["predict_dir"], "gt_dir": context["gt_dir"], "match": context["match"],
+            "out_of_range_pixels": metrics.out_of_range_pixels,
             **{key: result[key] for key in SUMMARY_KEYS}, "IoUs": result["IoUs"]}
+
+
+def cluster_hint(confusion: np.ndarray, plain: float) -> None:
+    """One warning when a one-to-one relabelling would give far more than the ids as they are."""
+    if not plain < 50:  # a relabelled mIoU is at most 100: "more than twice" cannot hold
+        return
+    relabelled = best_relabelled_miou(confusion)
+    if looks_like_clusters(plain, relabelled):
+        warn(f"mIoU {plain:.2f}, but relabelling the prediction ids one-to-one would give about "
+             f"{relabelled:.2f}: they look like cluster ids; map them to classes first with match.py "
+             "(`imagenets match`) and pass its file as --match")
+
+
+def evaluate_predictions(predict_dir: Path, gt_dir: Path, subset: Subset, meta: Metadata,
+                         match_file: Optional[Path] = None, workers: int = 2, device: str = "auto",
+                         quiet: bool = False, names: Optional[List[str]] = None,
+                         match: Optional[Match] = None) -> Dict[str, object]:
+    """Evaluate a prediction folder over the subset's validation list (or the mask paths ``names``)."""
+    return summarize_tally(count_predictions(predict_dir, gt_dir, subset, meta, match_file, workers, device,
+                                             quiet, names, match=match))

@@ -71,4 +71,5 @@ def compute_match(predict_dir: Path, gt_dir: Path, subset: Subset, meta: Metadat
     assignment, objective = best_match(cooc)
     warn_unmatched(total, objective)
     return {"subset": subset.name, "mode": k, "images": total.images, "method": method, "clusters": n,
-            "objective": objective, "assignment": assignment, "report": cluster_report(cooc, assignment)}
+            "objective": objective, "assignment": assignment, "report": cluster_report(cooc, assignment),
+            "cooccurrence": cooc}

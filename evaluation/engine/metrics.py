@@ -6,6 +6,7 @@ Semantics follow ``spec/evaluation.md`` exactly; counts are int64, ratios float6
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -48,10 +49,45 @@ def f_measure(tp: int, t: int, p: int) -> float:
     return 1.3 * precision * recall / (0.3 * precision + recall + 1e-20)
 
 
-class SegmentationMetrics:
-    """Accumulates counts over images; ``compute()`` gives mIoU and its companions."""
+@dataclass
+class ImageCounts:
+    """Every image's own increments of the accumulators, as sparse rows (for resampling images).
 
-    def __init__(self, num_classes: int):
+    Row i holds image i's counts at flat positions of a ``(SCOPES, STATS, K+1)`` array
+    (``keys[indptr[i]:indptr[i+1]]``), whether its Acc is correct and its F-measure (0..1).
+    """
+
+    num_classes: int
+    indptr: np.ndarray   # (n + 1,) int64
+    keys: np.ndarray     # int64 flat positions
+    values: np.ndarray   # int64 pixel counts
+    correct: np.ndarray  # (n,) bool
+    f: np.ndarray        # (n,) float64
+
+    @property
+    def images(self) -> int:
+        return int(self.correct.size)
+
+    @property
+    def shape(self):
+        return len(SCOPES), len(STATS), self.num_classes + 1
+
+    def reordered(self, order: np.ndarray) -> "ImageCounts":
+        """The same images, row ``j`` being this one's row ``order[j]``."""
+        starts, lengths = self.indptr[:-1][order], np.diff(self.indptr)[order]
+        indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        take = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1])
+        return ImageCounts(self.num_classes, indptr, self.keys[take], self.values[take],
+                           self.correct[order], self.f[order])
+
+
+class SegmentationMetrics:
+    """Accumulates counts over images; ``compute()`` gives mIoU and its companions.
+
+    ``keep_images``: also keep every image's own increments (:meth:`image_counts`).
+    """
+
+    def __init__(self, num_classes: int, keep_images: bool = False):
         self.num_classes = num_classes
         self.counts = np.zeros((len(SCOPES), len(STATS), num_classes + 1), dtype=np.int64)
         self.images = 0
@@ -59,6 +95,9 @@ class SegmentationMetrics:
         self.f_sum = 0.0
         self.out_of_range_pixels = 0
         self.out_of_range_images = 0
+        # Per image (in update order): flat keys, counts, Acc correctness, F-measure.
+        self._rows: Optional[List[tuple]] = [] if keep_images else None
+        self._offsets = np.arange(len(SCOPES) * len(STATS), dtype=np.int64) * (num_classes + 1)
 
     # -- accumulation ------------------------------------------------------------------
     def update(self, gt: np.ndarray, pred: np.ndarray, pred_lut: Optional[np.ndarray] = None) -> None:
@@ -79,7 +118,9 @@ class SegmentationMetrics:
             self.out_of_range_pixels += table.out_of_range
             self.out_of_range_images += 1
         if not gt_ids.size:
-            return  # nothing left after dropping ignore: counts nowhere, F and Acc count 0
+            # Nothing left after dropping ignore: counts nowhere, F and Acc count 0.
+            self._record(gt_ids, np.zeros((len(SCOPES), len(STATS), 0), dtype=np.int64), False, 0.0)
+            return
 
         by_cell = t.sum(axis=(2, 3))                     # (nG, nQ)
         gt_pixels = by_cell.sum(axis=1)                  # Gc per GT row
@@ -99,30 +140,34 @@ class SegmentationMetrics:
             present[1 + buckets] = 1
             member[1:, 0] = present[1:]
 
-        c = self.counts
-        c[:, _G, gt_ids] += member * gt_pixels
-        c[:, _BG, gt_ids] += member * gt_border
+        # This image's increments over the ids it holds (GT or prediction), added in one step.
+        ids = np.union1d(gt_ids, pred_ids)
+        at_gt, at_pred = np.searchsorted(ids, gt_ids), np.searchsorted(ids, pred_ids)
+        c = np.zeros((len(SCOPES), len(STATS), ids.size), dtype=np.int64)
+        c[:, _G, at_gt] = member * gt_pixels
+        c[:, _BG, at_gt] = member * gt_border
         n_pred = pred_ids.size
-        c[:, _P, pred_ids] += member @ by_cell[:, :n_pred]
-        c[:, _BP, pred_ids] += member @ pred_border[:, :n_pred]
+        c[:, _P, at_pred] = member @ by_cell[:, :n_pred]
+        c[:, _BP, at_pred] = member @ pred_border[:, :n_pred]
         # GT rows whose id is also a prediction column (both id lists are sorted).
         cols = np.minimum(np.searchsorted(pred_ids, gt_ids), max(n_pred - 1, 0))
         rows = np.flatnonzero(pred_ids[cols] == gt_ids) if n_pred else cols[:0]
         if rows.size:
             cols = cols[rows]
-            common = gt_ids[rows]
-            c[:, _I, common] += member[:, rows] * by_cell[rows, cols]
-            c[:, _BI, common] += member[:, rows] * t[rows, cols, 1, 1]
+            c[:, _I, at_gt[rows]] = member[:, rows] * by_cell[rows, cols]
+            c[:, _BI, at_gt[rows]] = member[:, rows] * t[rows, cols, 1, 1]
+        self.counts[:, :, ids] += c
 
         # Image-level accuracy: the most predicted class in 1..K (ties: smallest id; none: 1).
         pred_pixels = by_cell.sum(axis=0)[:n_pred]
         # With no class predicted c* = 1 and Pc[c*] = 0, so the image is simply not correct.
+        correct = False
         cand = pred_ids >= 1
         if cand.any():
             cand_pixels = pred_pixels[cand]
             j = int(np.argmax(cand_pixels))
-            if cand_pixels[j] > 0 and pred_ids[cand][j] in gt_ids[is_class]:
-                self.correct += 1
+            correct = bool(cand_pixels[j] > 0 and pred_ids[cand][j] in gt_ids[is_class])
+        self.correct += correct
 
         # Foreground F-measure: any non-zero id is foreground (out-of-range ones included).
         # Column 0 holds the prediction 0 when present (ids are sorted); every other column is foreground.
@@ -131,7 +176,18 @@ class SegmentationMetrics:
         if n_pred and pred_ids[0] == 0:
             p_fg -= int(by_cell[:, 0].sum())
             tp -= int(by_cell[is_class, 0].sum())
-        self.f_sum += f_measure(tp, t_fg, p_fg)
+        f = f_measure(tp, t_fg, p_fg)
+        self.f_sum += f
+        self._record(ids, c, correct, f)
+
+    def _record(self, ids: np.ndarray, increments: np.ndarray, correct: bool, f: float) -> None:
+        if self._rows is None:
+            return
+        # Flat position of (scope, stat, ids[j]) in the (SCOPES, STATS, K+1) accumulator.
+        keys = (self._offsets[:, None] + ids[None, :]).reshape(-1)
+        values = increments.reshape(-1)
+        nonzero = values != 0
+        self._rows.append((keys[nonzero], values[nonzero], correct, f))
 
     def merge(self, other: "SegmentationMetrics") -> "SegmentationMetrics":
         """Add another accumulator's counts (e.g. from a worker)."""
@@ -141,7 +197,22 @@ class SegmentationMetrics:
         self.f_sum += other.f_sum
         self.out_of_range_pixels += other.out_of_range_pixels
         self.out_of_range_images += other.out_of_range_images
+        if self._rows is not None:
+            self._rows += other._rows
         return self
+
+    def image_counts(self) -> ImageCounts:
+        """Every image's increments, in update order (needs ``keep_images=True``)."""
+        if self._rows is None:
+            raise ValueError("SegmentationMetrics(keep_images=True) keeps the per-image counts")
+        lengths = [len(r[0]) for r in self._rows]
+        empty = np.zeros(0, dtype=np.int64)
+        return ImageCounts(self.num_classes,
+                           np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64),
+                           np.concatenate([empty] + [r[0] for r in self._rows]).astype(np.int64),
+                           np.concatenate([empty] + [r[1] for r in self._rows]).astype(np.int64),
+                           np.array([r[2] for r in self._rows], dtype=bool),
+                           np.array([r[3] for r in self._rows], dtype=np.float64))
 
     # -- results -----------------------------------------------------------------------
     def ious(self, scope: int = 0, boundary: bool = False) -> np.ndarray:
@@ -152,21 +223,55 @@ class SegmentationMetrics:
 
     def compute(self) -> Dict[str, object]:
         """The summary metrics (percent, full precision) and ``IoUs`` (index 0 = other)."""
-        result: Dict[str, object] = {
-            "mIoU": float(self.ious().mean()),
-            "mBIoU": float(self.ious(boundary=True).mean()),
-        }
-        for boundary in (False, True):
-            for scope in range(1, len(SCOPES)):
-                present = self.counts[scope, _BG if boundary else _G] > 0
-                values = self.ious(scope, boundary)[present]
-                key = ("B" if boundary else "") + SCOPES[scope]
-                result[key] = float(values.mean()) if values.size else math.nan
-        n = max(self.images, 1)
-        result["Acc"] = 100.0 * self.correct / n
-        result["FMeasure"] = 100.0 * self.f_sum / n
+        batch = summarize(self.counts[None], self.images, np.array([self.correct]), np.array([self.f_sum]))
+        result: Dict[str, object] = {key: float(values[0]) for key, values in batch.items()}
         result["IoUs"] = [float(v) for v in self.ious()]
         return result
+
+
+def summarize(counts: np.ndarray, images: int, correct: np.ndarray, f_sum: np.ndarray) -> Dict[str, np.ndarray]:
+    """The summary metrics of a batch of accumulators, one value per batch row.
+
+    ``counts``: (n, SCOPES, STATS, K+1); ``correct``, ``f_sum``: (n,) over ``images`` images each.
+    One formula for the plain result (n = 1) and for resampled image sets (bootstrap).
+    """
+    result: Dict[str, np.ndarray] = {
+        "mIoU": iou(counts[:, 0, _I], counts[:, 0, _P], counts[:, 0, _G]).mean(axis=-1),
+        "mBIoU": iou(counts[:, 0, _BI], counts[:, 0, _BP], counts[:, 0, _BG]).mean(axis=-1),
+    }
+    for boundary in (False, True):
+        i, p, g = (_BI, _BP, _BG) if boundary else (_I, _P, _G)
+        for scope in range(1, len(SCOPES)):
+            c = counts[:, scope]
+            ious = iou(c[:, i], c[:, p], c[:, g])
+            present = c[:, g] > 0
+            # Row by row: the mean of the present entries alone, as a plain evaluation takes it.
+            result[("B" if boundary else "") + SCOPES[scope]] = np.array(
+                [row[mask].mean() if mask.any() else math.nan for row, mask in zip(ious, present)])
+    n = max(images, 1)
+    result["Acc"] = 100.0 * np.asarray(correct, dtype=np.float64) / n
+    result["FMeasure"] = 100.0 * np.asarray(f_sum, dtype=np.float64) / n
+    return {key: result[key] for key in SUMMARY_KEYS}
+
+
+#: Companion numbers that are NOT the benchmark's (computed from the same counts, background included).
+EXTRA_KEYS = ("pixel_accuracy", "mean_class_accuracy", "fw_iou")
+
+
+def extra_metrics(counts: np.ndarray) -> Dict[str, float]:
+    """Pixel accuracy, mean class accuracy and frequency-weighted IoU over ids 0..K (percent).
+
+    From the all-pixel accumulators: ``sum I / sum G``; the mean of ``I / G`` over ids with ``G > 0``;
+    ``sum (G / sum G) * IoU``. Pixels predicted outside 0..K count as wrong.
+    """
+    i, g = counts[0, _I].astype(np.float64), counts[0, _G].astype(np.float64)
+    total = g.sum()
+    seen = g > 0
+    if not total:
+        return {key: math.nan for key in EXTRA_KEYS}
+    return {"pixel_accuracy": float(100.0 * i.sum() / total),
+            "mean_class_accuracy": float(100.0 * (i[seen] / g[seen]).mean()),
+            "fw_iou": float((g[seen] / total * iou(counts[0, _I], counts[0, _P], counts[0, _G])[seen]).sum())}
 
 
 def summary_only(result: Dict[str, object]) -> List[float]:
