@@ -281,6 +281,17 @@ def test_command_prints_the_curve_and_writes_json_and_plot(case, capsys):
         assert im.mode == "RGB" and im.size[0] > 600
 
 
+def test_plot_draws_each_metric_at_its_value():
+    from imagenets.evaluation.curve_plot import PLOT_WIDTH, SERIES, draw_curve
+    from imagenets.evaluation.plot import LEFT, PLOT_HEIGHT, TOP
+
+    rows = [{"mIoU": 50.0, "Acc": 80.0, "FMeasure": 20.0}] * 3
+    image = draw_curve([0.0, 0.5, 1.0], rows, best=0.5)
+    x = LEFT + PLOT_WIDTH // 4
+    for name, colour in SERIES:
+        assert image.getpixel((x, TOP + PLOT_HEIGHT - round(rows[0][name] / 100 * PLOT_HEIGHT))) == colour
+
+
 def assert_one_error(rc: int, err: str, *needles: str) -> str:
     assert rc == 2 and "Traceback" not in err
     lines = [line for line in err.splitlines() if line.strip()]
