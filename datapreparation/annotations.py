@@ -16,7 +16,7 @@ from imagenets.errors import UserError
 from imagenets.progress import progress
 from imagenets.subsets import Subset
 
-from .transfer import DestIndex, Plan, add_files, examples, temp_name
+from .transfer import DestIndex, Plan, add_files, examples, fill_atomic
 
 #: The archive folders extracted (everything else in it is left alone).
 MASK_FOLDERS = ("validation-segmentation", "train-semi-segmentation")
@@ -124,6 +124,11 @@ def members_to_extract(job: AnnotationJob, archive: zipfile.ZipFile) -> List[zip
             if not info.is_dir() and info.filename.startswith(prefixes)]
 
 
+def _extract_to(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: str) -> None:
+    with archive.open(info) as src, open(target, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+
+
 def extract(job: AnnotationJob, quiet: bool) -> int:
     """Extract missing masks, each through a temporary name; return how many were written."""
     written = 0
@@ -138,15 +143,7 @@ def extract(job: AnnotationJob, quiet: bool) -> int:
             if folder not in made:
                 os.makedirs(folder, exist_ok=True)
                 made.add(folder)
-            tmp = temp_name(path)
-            try:
-                with archive.open(info) as src, open(tmp, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-                os.replace(tmp, path)
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-                raise
+            fill_atomic(path, lambda tmp, info=info: _extract_to(archive, info, tmp))
             written += 1
     lacking = [path for _, path in job.plan.copies if not os.path.isfile(path)]
     if lacking:

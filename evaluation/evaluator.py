@@ -14,14 +14,18 @@ if __package__ in (None, ""):
     # package from the checkout instead of these files as top-level modules.
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from imagenets.cli import (Command, add_device_argument, add_meta_argument, add_mode_argument,
-                           add_quiet_argument, add_workers_argument)
-from imagenets.errors import info
-from imagenets.evaluation.engine.evaluation import evaluate_predictions
-from imagenets.evaluation.engine.inputs import add_pair_arguments
-from imagenets.evaluation.engine.report import publish
-from imagenets.metadata import load_metadata
-from imagenets.subsets import get_subset
+from imagenets.errors import dependencies_of  # noqa: E402 (needs no third-party package)
+
+with dependencies_of("evaluator.py" if __name__ == "__main__" else None):
+    from imagenets.cli import (Command, add_device_argument, add_meta_argument, add_mode_argument,
+                               add_quiet_argument, add_workers_argument)
+    from imagenets.errors import info
+    from imagenets.fileio import check_outputs
+    from imagenets.evaluation.engine.evaluation import evaluate_predictions
+    from imagenets.evaluation.engine.inputs import add_pair_arguments
+    from imagenets.evaluation.engine.report import publish
+    from imagenets.metadata import load_metadata
+    from imagenets.subsets import get_subset
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_outputs({"--output": args.output, "--plot": args.plot}, {"--match": args.match},
+                  {"--predict-dir": args.predict_dir, "--gt-dir": args.gt_dir})
     subset = get_subset(args.mode)
     meta = load_metadata(args.meta_dir, quiet=args.quiet)
     result = evaluate_predictions(args.predict_dir, args.gt_dir, subset, meta, match_file=args.match,

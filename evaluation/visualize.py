@@ -19,8 +19,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from imagenets.cli import Command, add_meta_argument, add_mode_argument, add_quiet_argument, add_workers_argument
+from imagenets.codec import open_image
 from imagenets.errors import UserError, info
-from imagenets.fileio import atomic_path, write_json_atomic, write_text_atomic
+from imagenets.fileio import atomic_path, check_outputs, write_json_atomic, write_text_atomic
 from imagenets.metadata import load_metadata
 from imagenets.palette import HATCH_COLOURS, UNKNOWN_COLOUR, colorize, colour_of, default_font, hatch
 from imagenets.subsets import IGNORE, OTHER, get_subset
@@ -213,7 +214,7 @@ class _Render:
             gt, pred = read_pair(Pair(mask, self.gt_dir / mask, self.pred_dir / mask), self.lut)
             path = self.images / str(score["image"])
             try:
-                with Image.open(path) as photo:
+                with open_image(path) as photo:
                     photo.load()
             except (OSError, ValueError) as exc:
                 raise UserError(f"cannot read image {path} ({exc}): check --images") from None
@@ -263,6 +264,10 @@ def visualize(images: Path, gt_dir: Path, predict_dir: Path, out: Path, mode: st
         raise UserError(f"--limit {limit}: use 0 (every image) or more")
     if sort not in SORTS:
         raise UserError(f"--sort {sort!r}: use one of {', '.join(SORTS)}")
+    out = Path(out)
+    check_outputs({"gallery": out / "index.html", "scores file": out / "scores.json"}, {"--match": match},
+                  {"--images": images, "--gt-dir": gt_dir, "--predict-dir": predict_dir},
+                  {"--output-dir": out / "pictures"})
     subset = get_subset(mode)
     k = subset.num_classes
     meta = load_metadata(meta_dir, quiet=quiet)
@@ -284,7 +289,6 @@ def visualize(images: Path, gt_dir: Path, predict_dir: Path, out: Path, mode: st
     labels = {OTHER: "other"}
     labels.update({i: name for i, name in enumerate(meta.class_names(subset), 1)})
     note = "   (matched)" if lut is not None else ""
-    out = Path(out)
     map_reduce(list(enumerate(shown, 1)),
                _Render(k, lut, Path(images), Path(gt_dir), Path(predict_dir), out, labels, note),
                lambda _n: None, workers=workers, quiet=quiet, desc="drawing")

@@ -15,10 +15,12 @@ import numpy as np
 from PIL import Image
 
 from .cli import Command, add_quiet_argument, add_workers_argument
-from .codec import MAX_ID, read_mask, write_mask
+from .codec import MAX_ID, open_image, read_mask, write_mask
 from .errors import UserError, info, warn
-from .fileio import atomic_path, folders_overlap
+from .device import cap_workers
+from .fileio import atomic_path, check_outputs
 from .progress import progress
+from .walk import walk_files
 
 TARGETS = ("gray16", "rgb")
 #: Pillow's names of single-channel images that may hold 16-bit ids.
@@ -29,7 +31,7 @@ GRAY16_HINT = "a gray16 mask is a single-channel 16-bit PNG whose pixel value is
 def read_gray16(path: Path) -> np.ndarray:
     """Ids of a 16-bit grayscale mask as int32; anything else is a UserError naming the file."""
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             mode = image.mode
             if mode not in GRAY16_MODES:
                 extra = " (8-bit grayscale cannot hold the ignore id 1000)" if mode in ("L", "P") else ""
@@ -64,27 +66,23 @@ def convert_one(source: Path, target: Path, to: str) -> None:
 def find_masks(input_dir: Path) -> Tuple[List[Path], int]:
     """(every *.png under ``input_dir``, relative and sorted; number of other files)."""
     masks, others = [], 0
-    for folder, dirs, files in os.walk(input_dir, followlinks=True):
-        dirs.sort()
-        for name in files:
-            if name.lower().endswith(".png"):
-                masks.append(Path(folder, name).relative_to(input_dir))
-            elif not name.startswith("."):
-                others += 1
-    return sorted(masks), others
+    for rel in walk_files(input_dir):
+        if rel.lower().endswith(".png"):
+            masks.append(Path(rel))
+        elif not os.path.basename(rel).startswith("."):
+            others += 1
+    return masks, others
 
 
 def convert_tree(input_dir: Path, output_dir: Path, to: str, workers: int = 2, quiet: bool = False) -> int:
     """Convert every PNG under ``input_dir`` into the same relative path under ``output_dir``."""
     if to not in TARGETS:
         raise UserError(f"--to {to!r}: use one of {', '.join(TARGETS)}")
-    if workers < 0:
-        raise UserError(f"--workers {workers}: use 0 (work in the main thread) or more")
+    workers = cap_workers(workers, quiet)
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if not input_dir.is_dir():
         raise UserError(f"--input-dir {input_dir} is not a directory: point it at a folder of mask PNGs")
-    if folders_overlap(input_dir, output_dir):
-        raise UserError(f"--output-dir {output_dir} overlaps --input-dir {input_dir}: choose a separate folder")
+    check_outputs(output_dirs={"--output-dir": output_dir}, input_dirs={"--input-dir": input_dir})
     masks, others = find_masks(input_dir)
     if not masks:
         raise UserError(f"no .png files under --input-dir {input_dir}: point it at a folder of masks")
