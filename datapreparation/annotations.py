@@ -18,7 +18,7 @@ from imagenets.progress import progress
 from imagenets.subsets import Subset
 from imagenets.zipsafe import Entry, check_crcs, open_zip, vet_entries
 
-from .transfer import DestIndex, Plan, add_files, examples, temp_name
+from .transfer import DestIndex, Plan, add_files, examples, fill_atomic
 
 #: The archive folders extracted (everything else in it is left alone).
 MASK_FOLDERS = ("validation-segmentation", "train-semi-segmentation")
@@ -123,6 +123,11 @@ def check_archive(job: AnnotationJob, quiet: bool, dry_run: bool = False) -> Opt
     return None
 
 
+def _extract_to(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: str) -> None:
+    with archive.open(info) as src, open(target, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+
+
 def extract(job: AnnotationJob, quiet: bool) -> int:
     """Extract missing masks (of a checked archive), each through a temporary name; return how many."""
     written = 0
@@ -136,15 +141,7 @@ def extract(job: AnnotationJob, quiet: bool) -> int:
             if folder not in made:
                 os.makedirs(folder, exist_ok=True)
                 made.add(folder)
-            tmp = temp_name(path)
-            try:
-                with archive.open(entry.info) as src, open(tmp, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-                os.replace(tmp, path)
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-                raise
+            fill_atomic(path, lambda tmp, entry=entry: _extract_to(archive, entry.info, tmp))
             written += 1
     lacking = [path for _, path in job.plan.copies if not os.path.isfile(path)]
     if lacking:

@@ -23,6 +23,7 @@ imagenet="$1" dest="$2" mode="$3"
 shift 4
 # One process for all steps (train, validation, test, train-semi, annotations): every source is
 # checked before anything is written. The repository root goes first on the path so that a clone
-# works without being installed.
-PYTHONPATH="$(dirname "$here")${PYTHONPATH:+:$PYTHONPATH}" exec "$python" -m imagenets.datapreparation.prepare \
+# works without being installed; `exec` makes the pid the wrapper was started with that of Python
+# (a kill reaches prepare), and the umbrella names a missing dependency in one line.
+PYTHONPATH="$(dirname "$here")${PYTHONPATH:+:$PYTHONPATH}" exec "$python" -m imagenets prepare \
     --imagenet-dir "$imagenet" --save-dir "$dest" --mode "$mode" "${copy[@]+"${copy[@]}"}" "$@"

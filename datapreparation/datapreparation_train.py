@@ -6,7 +6,10 @@ import os
 import sys
 
 sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # a clone works uninstalled
-from imagenets.datapreparation.prepare import step_script_main  # noqa: E402
+from imagenets.errors import dependencies_of  # noqa: E402
+
+with dependencies_of("datapreparation_train.py"):
+    from imagenets.datapreparation.prepare import step_script_main
 
 if __name__ == "__main__":
     sys.exit(step_script_main(("train",)))

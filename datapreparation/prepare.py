@@ -14,7 +14,10 @@ import sys
 from typing import List, Optional, Sequence, Tuple
 
 from imagenets.cli import Command, add_meta_argument, add_quiet_argument, guarded
+from imagenets.device import cap_workers
+from imagenets.download import check_url
 from imagenets.errors import UserError, info
+from imagenets.fileio import check_writable_dir, path_inside
 from imagenets.subsets import MODES, RELEASE_URL, Subset, get_subset
 
 from .annotations import AnnotationJob, check_archive, plan_annotations, run_annotations
@@ -26,6 +29,8 @@ ALL = "all"
 ENV_RELEASE_URL = "IMAGENETS_RELEASE_URL"
 ENV_SKIP_CHECKSUM = "IMAGENETS_SKIP_CHECKSUM"
 DEFAULT_WORKERS = 4
+#: Copy threads mostly wait for the disk (or network file system): a few per CPU still help.
+COPIES_PER_CPU = 4
 
 
 def subsets_for(mode: str) -> List[Subset]:
@@ -133,8 +138,14 @@ def run(args: argparse.Namespace, steps: Optional[Sequence[str]] = None) -> int:
     from imagenets.metadata import load_metadata
 
     steps = list(steps) if steps is not None else parse_steps(getattr(args, "steps", None))
-    if args.workers < 0:
-        raise UserError("--workers must be 0 or more")
+    args.workers = cap_workers(args.workers, args.quiet, per_cpu=COPIES_PER_CPU)
+    if "annotations" in steps:
+        check_url("--release-url", args.release_url)
+    save_dir = os.path.abspath(os.path.expanduser(args.save_dir))
+    if args.imagenet_dir and path_inside(save_dir, args.imagenet_dir):
+        raise UserError(f"--save-dir {args.save_dir} lies inside --imagenet-dir {args.imagenet_dir}: ImageNet-S "
+                        "would be written into ImageNet itself (inside train/ it even becomes a class); "
+                        "choose a folder outside it")
     meta = load_metadata(meta_dir=args.meta_dir, quiet=args.quiet)
     dest = DestIndex()
     plans, jobs = make_plans(args, steps, meta, dest)
@@ -142,6 +153,10 @@ def run(args: argparse.Namespace, steps: Optional[Sequence[str]] = None) -> int:
     for note in notes:
         info(note, args.quiet)
     _refuse(plans)
+    if any(plan.todo for plan in plans):  # a dry run says so too: the real run would fail
+        for folder in [save_dir] + [os.path.join(save_dir, s.name) for s in subsets_for(args.mode)]:
+            if folder == save_dir or os.path.isdir(folder):
+                check_writable_dir("--save-dir", folder)
     # The archives are fetched (into DEST) and checked now, so that a bad or missing one stops the
     # run before the first image is copied, not after all of them.
     for job in jobs:

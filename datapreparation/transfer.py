@@ -8,6 +8,7 @@ a rename.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -15,7 +16,7 @@ import sys
 import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from imagenets.errors import UserError
 from imagenets.progress import progress
@@ -184,18 +185,22 @@ def _copy_bytes(source: str, tmp: str) -> None:
         os.close(src)
 
 
-def copy_atomic(source: str, path: str) -> None:
-    """Copy ``source`` to a temporary name beside ``path``, then rename: never a truncated ``path``."""
+def fill_atomic(path: str, fill: Callable[[str], None]) -> None:
+    """``fill`` a temporary name beside ``path`` (one a rerun recognises as a leftover), then rename:
+    never a truncated ``path``."""
     tmp = temp_name(path)
     try:
-        _copy_bytes(source, tmp)
+        fill(tmp)
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
+
+
+def copy_atomic(source: str, path: str) -> None:
+    """Copy ``source`` to ``path`` through a temporary name."""
+    fill_atomic(path, lambda tmp: _copy_bytes(source, tmp))
 
 
 def _copy_chunk(chunk: Sequence[Tuple[str, str]], stop: threading.Event) -> int:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Dict, FrozenSet, List, Optional, Sequence
+from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 
-from imagenets.cli import Command, add_meta_argument, add_quiet_argument
+from imagenets.cli import Command, add_meta_argument, add_quiet_argument, add_workers_argument
+from imagenets.codec import open_image, read_mask
+from imagenets.device import cap_workers
 from imagenets.errors import UserError, info
 from imagenets.progress import progress
 from imagenets.subsets import MODES, Subset
@@ -21,6 +24,9 @@ from .transfer import EXAMPLES
 
 EXIT_PROBLEMS = 1
 COLUMNS = ("expected", "present", "missing", "broken", "extra")
+CHECKS = {"presence": "names and links only (a 0-byte or corrupt file counts as present; --deep reads them)",
+          "deep": "names and links, every mask decoded, every image's header read and its size compared "
+                  "with its mask's (train: names only)"}
 
 
 @dataclass
@@ -136,6 +142,46 @@ def check_train(subset: Subset, meta, out: str, source: Optional[str], quiet: bo
     return check
 
 
+def _inspect(image: str, mask: Optional[str]) -> List[Tuple[str, str]]:
+    """Problems of one present image (and its mask): [("image" or "mask", "path (why)")]."""
+    problems, size = [], None
+    if os.path.isfile(image):
+        try:
+            with open_image(image) as photo:
+                size = photo.size
+        except (OSError, ValueError, SyntaxError, UserError):
+            problems.append(("image", f"{image} (not a readable image)"))
+    if mask is not None and os.path.isfile(mask):
+        try:
+            ids = read_mask(mask)
+        except UserError:
+            problems.append(("mask", f"{mask} (not a decodable RGB PNG mask)"))
+        else:
+            if size is not None and size != (ids.shape[1], ids.shape[0]):
+                problems.append(("mask", f"{mask} ({ids.shape[1]}x{ids.shape[0]}, its image is "
+                                         f"{size[0]}x{size[1]})"))
+    return problems
+
+
+def check_deep(image_check: SplitCheck, image_dir: str, mask_check: Optional[SplitCheck],
+               mask_dir: Optional[str], pairs: Sequence[Tuple[str, Optional[str]]], workers: int,
+               quiet: bool) -> None:
+    """Read every present (image, mask) of a split: damaged files move from present to broken."""
+    def one(pair: Tuple[str, Optional[str]]) -> List[Tuple[str, str]]:
+        image, mask = pair
+        return _inspect(os.path.join(image_dir, image),
+                        os.path.join(mask_dir, mask) if mask is not None and mask_dir else None)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:  # decoders release the GIL
+        found = pool.map(one, pairs)
+        for problems in progress(found, total=len(pairs), desc=f"reading {image_check.split}", quiet=quiet,
+                                 unit="img"):
+            for kind, where in problems:
+                check = image_check if kind == "image" else mask_check
+                check.present -= 1
+                check.flag("broken", where)
+
+
 def check_link(split: str, path: str) -> SplitCheck:
     """One link that must lead to a folder (919's ``train-full``)."""
     check = SplitCheck(split, expected=1)
@@ -149,7 +195,7 @@ def check_link(split: str, path: str) -> SplitCheck:
 
 
 def verify_subset(subset: Subset, meta, dest: str, imagenet_dir: Optional[str],
-                  quiet: bool) -> Dict[str, object]:
+                  quiet: bool, deep: bool = False, workers: int = 2) -> Dict[str, object]:
     """All checks of one prepared subset, as a JSON-ready dict."""
     out = os.path.join(dest, subset.name)
     if not os.path.isdir(out) and os.path.basename(os.path.normpath(dest)) == subset.name:
@@ -171,13 +217,20 @@ def verify_subset(subset: Subset, meta, dest: str, imagenet_dir: Optional[str],
         check_listed(MASK_FOLDERS[0], os.path.join(out, MASK_FOLDERS[0]), [m for _, m in validation]),
         check_listed("test", os.path.join(out, "test"), meta.split_images(subset, "test")),
     ]
-    return {"subset": subset.name, "root": out, "train_source": source,
+    if deep:
+        by_split = {c.split: c for c in checks}
+        for images, masks, pairs in (
+                ("train-semi", MASK_FOLDERS[1], semi), ("validation", MASK_FOLDERS[0], validation),
+                ("test", None, [(image, None) for image in meta.split_images(subset, "test")])):
+            check_deep(by_split[images], os.path.join(out, images), by_split.get(masks),
+                       os.path.join(out, masks) if masks else None, pairs, workers, quiet)
+    return {"subset": subset.name, "root": out, "train_source": source, "check": "deep" if deep else "presence",
             "ok": not any(c.problems for c in checks), "splits": [asdict(c) for c in checks]}
 
 
 def render(result: Dict[str, object]) -> str:
     """The table of one subset's checks."""
-    lines = [f"{result['subset']} ({result['root']})",
+    lines = [f"{result['subset']} ({result['root']}); checked: {CHECKS[str(result['check'])]}",
              f"{'split':<26}" + "".join(f"{c:>10}" for c in COLUMNS)]
     notes = []
     for row in result["splits"]:
@@ -208,6 +261,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "this option train is compared with the official image count")
     parser.add_argument("--json", action="store_true",
                         help="print the results as JSON on stdout instead of tables")
+    parser.add_argument("--deep", action="store_true",
+                        help="also decode every mask and read every image's header, comparing each image's "
+                             "size with its mask's (by default only names and links are checked)")
+    add_workers_argument(parser)
     add_meta_argument(parser)
     add_quiet_argument(parser)
 
@@ -217,7 +274,8 @@ def run(args: argparse.Namespace) -> int:
 
     meta = load_metadata(meta_dir=args.meta_dir, quiet=args.quiet)
     dest = os.path.abspath(os.path.expanduser(args.dest))
-    results = [verify_subset(s, meta, dest, args.imagenet_dir, args.quiet)
+    workers = cap_workers(args.workers, args.quiet)
+    results = [verify_subset(s, meta, dest, args.imagenet_dir, args.quiet, args.deep, workers)
                for s in subsets_for(args.mode)]
     if args.json:
         print(json.dumps(results, indent=1))

@@ -19,16 +19,20 @@ if __package__ in (None, ""):
     # package from the checkout instead of these files as top-level modules.
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from imagenets.cli import (Command, add_device_argument, add_meta_argument, add_mode_argument,
-                           add_quiet_argument, add_workers_argument)
-from imagenets.errors import info, warn
-from imagenets.evaluation.engine.evaluation import Keep, Tally, count_predictions, summarize_tally
-from imagenets.evaluation.engine.exports import (MATRIX_SUFFIXES, suffix_option, write_matrix,
-                                                 write_per_image)
-from imagenets.evaluation.engine.inputs import add_pair_arguments
-from imagenets.evaluation.engine.report import NOT_BENCHMARK, publish
-from imagenets.metadata import load_metadata
-from imagenets.subsets import get_subset
+from imagenets.errors import dependencies_of  # noqa: E402 (needs no third-party package)
+
+with dependencies_of("evaluator.py" if __name__ == "__main__" else None):
+    from imagenets.cli import (Command, add_device_argument, add_meta_argument, add_mode_argument,
+                               add_quiet_argument, add_workers_argument)
+    from imagenets.errors import info, warn
+    from imagenets.evaluation.engine.evaluation import Keep, Tally, count_predictions, summarize_tally
+    from imagenets.evaluation.engine.exports import (MATRIX_SUFFIXES, suffix_option, write_matrix,
+                                                     write_per_image)
+    from imagenets.evaluation.engine.inputs import add_pair_arguments
+    from imagenets.evaluation.engine.report import NOT_BENCHMARK, publish
+    from imagenets.fileio import check_outputs
+    from imagenets.metadata import load_metadata
+    from imagenets.subsets import get_subset
 
 #: The metric keys, for --help (the README's Evaluation section says the same).
 EPILOG = ("Summary keys (percent): mIoU = mean IoU over ids 0..K (background included, absent classes count "
@@ -131,6 +135,9 @@ def write_exports(tally: Tally, args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_outputs({"--output": args.output, "--plot": args.plot, "--save-counts": args.save_counts,
+                   "--confusion": args.confusion, "--per-image": args.per_image}, {"--match": args.match},
+                  {"--predict-dir": args.predict_dir, "--gt-dir": args.gt_dir})
     subset = get_subset(args.mode)
     meta = load_metadata(args.meta_dir, quiet=args.quiet)
     keep = Keep(image_counts=bool(args.bootstrap or args.save_counts or args.per_image),

@@ -16,17 +16,20 @@ if __package__ in (None, ""):
     # package from the checkout instead of these files as top-level modules.
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from imagenets.cli import (Command, add_device_argument, add_meta_argument, add_mode_argument,
-                           add_quiet_argument, add_workers_argument)
-from imagenets.errors import UserError, info
-from imagenets.evaluation.engine.cooccurrence import METHODS
-from imagenets.evaluation.engine.exports import MATRIX_SUFFIXES, suffix_option, write_matrix
-from imagenets.evaluation.engine.inputs import add_pair_arguments
-from imagenets.evaluation.engine.matchfile import match_to_json, save_match
-from imagenets.evaluation.engine.matching import check_clusters, compute_match
-from imagenets.fileio import write_json_atomic
-from imagenets.metadata import Metadata, load_metadata
-from imagenets.subsets import Subset, get_subset
+from imagenets.errors import dependencies_of  # noqa: E402 (needs no third-party package)
+
+with dependencies_of("match.py" if __name__ == "__main__" else None):
+    from imagenets.cli import (Command, add_device_argument, add_meta_argument, add_mode_argument,
+                               add_quiet_argument, add_workers_argument)
+    from imagenets.errors import UserError, info
+    from imagenets.evaluation.engine.cooccurrence import METHODS
+    from imagenets.evaluation.engine.exports import MATRIX_SUFFIXES, suffix_option, write_matrix
+    from imagenets.evaluation.engine.inputs import add_pair_arguments
+    from imagenets.evaluation.engine.matchfile import match_to_json, save_match
+    from imagenets.evaluation.engine.matching import check_clusters, compute_match
+    from imagenets.fileio import check_outputs, write_json_atomic
+    from imagenets.metadata import Metadata, load_metadata
+    from imagenets.subsets import Subset, get_subset
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,11 +77,14 @@ def run(args: argparse.Namespace) -> int:
     if not name or "/" in name or "\\" in name or name.startswith("."):
         raise UserError(f"--session-name {name!r}: use a plain file name (letters, digits, - and _)")
     check_clusters(args.clusters, subset.num_classes)  # before any long work
+    match_path = Path("results") / f"{name}.json"
+    check_outputs({"match file": match_path, "--output": args.output, "--confusion": args.confusion}, {},
+                  {"--predict-dir": args.predict_dir, "--gt-dir": args.gt_dir})
     meta = load_metadata(args.meta_dir, quiet=args.quiet)
     result = compute_match(args.predict_dir, args.gt_dir, subset, meta, method=args.method,
                            workers=args.workers, device=args.device, quiet=args.quiet,
                            num_clusters=args.clusters)
-    path = save_match(Path("results") / f"{name}.json", result["assignment"])
+    path = save_match(match_path, result["assignment"])
     over = args.clusters is not None  # without --clusters: today's output, byte for byte
     if over:
         info(cluster_table(result["report"], meta, subset), args.quiet)

@@ -19,8 +19,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from imagenets.cli import Command, add_meta_argument, add_mode_argument, add_quiet_argument, add_workers_argument
+from imagenets.codec import open_image
 from imagenets.errors import UserError, info
-from imagenets.fileio import atomic_path, write_json_atomic, write_text_atomic
+from imagenets.fileio import atomic_path, check_outputs, write_json_atomic, write_text_atomic
 from imagenets.metadata import load_metadata
 from imagenets.palette import HATCH_COLOURS, UNKNOWN_COLOUR, colorize, colour_of, default_font, hatch
 from imagenets.subsets import IGNORE, OTHER, get_subset
@@ -219,7 +220,7 @@ class _Render:
             gt, pred = read_matched(Pair(mask, self.gt_dir / mask, self.pred_dir / mask), self.match)
             path = self.images / str(score["image"])
             try:
-                with Image.open(path) as photo:
+                with open_image(path) as photo:
                     photo.load()
             except (OSError, ValueError) as exc:
                 raise UserError(f"cannot read image {path} ({exc}): check --images") from None
@@ -269,6 +270,10 @@ def visualize(images: Path, gt_dir: Path, predict_dir: Path, out: Path, mode: st
         raise UserError(f"--limit {limit}: use 0 (every image) or more")
     if sort not in SORTS:
         raise UserError(f"--sort {sort!r}: use one of {', '.join(SORTS)}")
+    out = Path(out)
+    check_outputs({"gallery": out / "index.html", "scores file": out / "scores.json"}, {"--match": match},
+                  {"--images": images, "--gt-dir": gt_dir, "--predict-dir": predict_dir},
+                  {"--output-dir": out / "pictures"})
     subset = get_subset(mode)
     k = subset.num_classes
     meta = load_metadata(meta_dir, quiet=quiet)
@@ -290,7 +295,6 @@ def visualize(images: Path, gt_dir: Path, predict_dir: Path, out: Path, mode: st
     labels = {OTHER: "other"}
     labels.update({i: name for i, name in enumerate(meta.class_names(subset), 1)})
     note = "   (matched)" if matched is not None else ""
-    out = Path(out)
     map_reduce(list(enumerate(shown, 1)),
                _Render(k, matched, Path(images), Path(gt_dir), Path(predict_dir), out, labels, note),
                lambda _n: None, workers=workers, quiet=quiet, desc="drawing")

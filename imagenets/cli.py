@@ -7,6 +7,7 @@ A sub-command is a :class:`Command` (name, help, ``add_arguments``, ``run``) in 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import os
@@ -16,7 +17,7 @@ from typing import Callable, Dict, NoReturn, Optional, Sequence
 
 from . import __version__
 from .device import DEVICE_CHOICES
-from .errors import EXIT_BAD_INPUT, UserError
+from .errors import EXIT_BAD_INPUT, UserError, is_ours, missing_dependency
 from .subsets import MODES
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -50,18 +51,27 @@ class Command:
 
 
 def guarded(func: Callable[..., Optional[int]], *args) -> int:
-    """Run ``func``; turn UserError into ``error: ...`` + exit 2 and Ctrl-C into exit 130."""
+    """Run ``func``; turn UserError (and, as the last safety net, any OSError: no space, permission...)
+    into ``error: ...`` + exit 2 and Ctrl-C into exit 130."""
     try:
         return int(func(*args) or 0)
     except UserError as exc:
-        sys.stdout.flush()
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        return EXIT_BAD_INPUT
+        return _refused(str(exc))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        return _refused(f"{where}{exc.strerror or exc}")
+
+
+def _refused(message: str) -> int:
+    with contextlib.suppress(OSError):
+        sys.stdout.flush()
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    return EXIT_BAD_INPUT
 
 
 # ---- argument helpers shared by the commands -------------------------------------------
@@ -147,11 +157,9 @@ def load_command(name: str) -> Command:
     try:
         return COMMANDS[name].load()
     except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("imagenets"):
+        if is_ours(exc):
             raise
-        raise UserError(f"`imagenets {name}` needs the Python package {exc.name!r}, which is not installed in "
-                        f"{sys.executable}: run `pip install -e .` in the imagenets clone (or "
-                        "`pip install imagenets`) with this Python") from None
+        raise UserError(missing_dependency(f"`imagenets {name}`", exc)) from None
 
 
 def build_parser(commands: Dict[str, CommandSpec], wanted: Optional[Command] = None) -> argparse.ArgumentParser:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import struct
+import warnings
 from pathlib import Path
+from typing import Optional, Tuple
 
 import numpy as np
 from PIL import Image
@@ -11,11 +14,19 @@ from .errors import UserError
 from .fileio import PathLike, atomic_path
 from .subsets import IGNORE, OTHER
 
-__all__ = ["OTHER", "IGNORE", "MAX_ID", "decode", "encode", "read_mask", "write_mask",
-           "ENCODING_HINT", "CONVERT_HINT", "mode_name"]
+__all__ = ["OTHER", "IGNORE", "MAX_ID", "MAX_PIXELS", "decode", "encode", "open_image", "read_mask",
+           "write_mask", "ENCODING_HINT", "CONVERT_HINT", "mode_name"]
 
 #: Largest id an RGB mask can hold.
 MAX_ID = 256 * 256 - 1
+
+#: Largest image (width * height) the toolbox reads: ten times ImageNet's largest (about 6.3 million
+#: pixels), yet a fifth of the memory of Pillow's own bomb limit. Checked from the header, by name.
+MAX_PIXELS = 64_000_000
+# Pillow's check sits at our limit, so it still stops any image opened elsewhere at twice it; its warning
+# between the two is replaced by our one-line refusal (open_image, check_png), so it is silenced.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 ENCODING_HINT = ("ImageNet-S masks are RGB (or RGBA) PNGs whose pixel id is R + 256*G "
                  "(id i is written as the colour (i % 256, i // 256, 0))")
@@ -55,11 +66,50 @@ def encode(ids: np.ndarray) -> np.ndarray:
     return out
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_header(path: PathLike) -> Tuple[int, int, int, int]:
+    """(width, height, bit depth, colour type) from the IHDR chunk; UserError if not a PNG."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(33)
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc}") from None
+    if len(head) < 33 or not head.startswith(PNG_SIGNATURE) or head[12:16] != b"IHDR":
+        raise UserError(f"{path} is not a PNG file (or is truncated/corrupt): re-export it as an RGB PNG")
+    width, height, depth, color = struct.unpack(">IIBB", head[16:26])
+    return width, height, depth, color
+
+
+def too_large(path: PathLike, size: Optional[Tuple[int, int]] = None) -> UserError:
+    """The refusal of an image above MAX_PIXELS (``size``: its (width, height), when known)."""
+    what = f"{size[0]}x{size[1]} = {size[0] * size[1]:,} pixels" if size else "too many pixels"
+    return UserError(f"{path} has {what}, more than the {MAX_PIXELS:,} the toolbox reads (ImageNet's largest "
+                     "image has about 6.3 million): check the file, or downscale it to its image's size")
+
+
+def open_image(path: PathLike) -> Image.Image:
+    """``Image.open`` (reads the header only) within MAX_PIXELS; a larger image is a UserError naming it."""
+    try:
+        image = Image.open(path)
+    except Image.DecompressionBombError:  # over twice the limit: Pillow refused before giving the size
+        try:
+            size: Optional[Tuple[int, int]] = png_header(path)[:2]
+        except (UserError, TypeError):  # not a PNG, or not a path
+            size = None
+        raise too_large(path, size) from None
+    if image.width * image.height > MAX_PIXELS:
+        image.close()
+        raise too_large(path, image.size)
+    return image
+
+
 def read_mask(path: PathLike) -> np.ndarray:
     """Decode a mask PNG into HxW int32 ids; bad files raise a UserError naming the file and fix."""
     path = Path(path)
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             mode = im.mode
             if mode not in ("RGB", "RGBA"):
                 fix = CONVERT_HINT if mode in GRAY_MODES else "re-save it as RGB in that encoding"

@@ -10,42 +10,36 @@ import argparse
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import numpy as np
 from PIL import Image
 
 from .cli import Command, add_quiet_argument, add_workers_argument
-from .codec import GRAY_MODES, MAX_ID, mode_name, read_mask, write_mask
+from .codec import GRAY_MODES, MAX_ID, mode_name, open_image, png_header, read_mask, write_mask
 from .errors import UserError, info, warn
-from .fileio import atomic_path, folders_overlap
+from .device import cap_workers
+from .fileio import atomic_path, check_outputs
 from .progress import progress
+from .walk import walk_files
 
 TARGETS = ("gray16", "rgb")
 GRAY_HINT = ("--to rgb reads single-channel PNGs whose pixel value is the id: 16-bit (any id) or "
              "8-bit (ids 0..255)")
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def _png_bit_depth(path: Path) -> Optional[int]:
-    """The IHDR bit depth of a PNG file (None if it is not one)."""
-    with open(path, "rb") as handle:
-        head = handle.read(25)
-    return head[24] if len(head) == 25 and head.startswith(_PNG_SIGNATURE) and head[12:16] == b"IHDR" else None
 
 
 def read_gray(path: Path) -> np.ndarray:
     """Ids of an 8- or 16-bit grayscale mask as int32; anything else is a UserError naming the file."""
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             mode = image.mode
             if mode not in GRAY_MODES:
                 raise UserError(f"{path} is a {mode_name(mode)} PNG, not a grayscale one: {GRAY_HINT}; "
                                 "convert RGB masks with `imagenets convert --to gray16`")
-            depth = _png_bit_depth(path) if mode == "L" else None
+            depth = png_header(path)[2] if mode == "L" else None
             if mode == "L" and depth != 8:
                 # Pillow scales 1/2/4-bit grayscale up to 0..255: the ids would silently change.
-                what = f"a {depth}-bit grayscale PNG" if depth else "not a PNG file"
+                what = f"a {depth}-bit grayscale PNG"
                 raise UserError(f"{path} is {what}: {GRAY_HINT}; re-save it as an 8- or 16-bit PNG")
             ids = np.asarray(image).astype(np.int64)
     except UserError:
@@ -76,27 +70,23 @@ def convert_one(source: Path, target: Path, to: str) -> None:
 def find_masks(input_dir: Path) -> Tuple[List[Path], int]:
     """(every *.png under ``input_dir``, relative and sorted; number of other files)."""
     masks, others = [], 0
-    for folder, dirs, files in os.walk(input_dir, followlinks=True):
-        dirs.sort()
-        for name in files:
-            if name.lower().endswith(".png"):
-                masks.append(Path(folder, name).relative_to(input_dir))
-            elif not name.startswith("."):
-                others += 1
-    return sorted(masks), others
+    for rel in walk_files(input_dir):
+        if rel.lower().endswith(".png"):
+            masks.append(Path(rel))
+        elif not os.path.basename(rel).startswith("."):
+            others += 1
+    return masks, others
 
 
 def convert_tree(input_dir: Path, output_dir: Path, to: str, workers: int = 2, quiet: bool = False) -> int:
     """Convert every PNG under ``input_dir`` into the same relative path under ``output_dir``."""
     if to not in TARGETS:
         raise UserError(f"--to {to!r}: use one of {', '.join(TARGETS)}")
-    if workers < 0:
-        raise UserError(f"--workers {workers}: use 0 (work in the main thread) or more")
+    workers = cap_workers(workers, quiet)
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if not input_dir.is_dir():
         raise UserError(f"--input-dir {input_dir} is not a directory: point it at a folder of mask PNGs")
-    if folders_overlap(input_dir, output_dir):
-        raise UserError(f"--output-dir {output_dir} overlaps --input-dir {input_dir}: choose a separate folder")
+    check_outputs(output_dirs={"--output-dir": output_dir}, input_dirs={"--input-dir": input_dir})
     masks, others = find_masks(input_dir)
     if not masks:
         raise UserError(f"no .png files under --input-dir {input_dir}: point it at a folder of masks")

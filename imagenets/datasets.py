@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .codec import read_mask
+from .codec import open_image, read_mask
 from .errors import UserError
 from .metadata import Metadata, load_metadata
 from .subsets import Subset, get_subset
@@ -130,7 +130,7 @@ class ImageNetS(Dataset):
     def load_image(self, index: int) -> Image.Image:
         path = self.samples[index][0]
         try:
-            with Image.open(path) as image:
+            with open_image(path) as image:
                 return image.convert("RGB")
         except FileNotFoundError:
             raise UserError(f"image {path} not found: rerun `imagenets prepare` to complete the tree") from None

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
-from .errors import UserError
+from .errors import UserError, info
 
 if TYPE_CHECKING:  # torch is imported lazily: commands that never compute should start fast
     import torch
@@ -26,3 +27,24 @@ def resolve_device(name: str = "auto") -> "torch.device":
     if name == "cpu":
         return torch.device("cpu")
     raise UserError(f"unknown --device {name!r}: use one of {', '.join(DEVICE_CHOICES)}")
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, e.g. under a batch scheduler), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def cap_workers(workers: int, quiet: bool = False, per_cpu: int = 1) -> int:
+    """``--workers`` limited to ``per_cpu`` per usable CPU, with a note when lowered: more only queue
+    for the CPUs (processes also cost memory each). Negative counts are a UserError."""
+    if workers < 0:
+        raise UserError(f"--workers {workers}: use 0 (no worker processes) or more")
+    limit = per_cpu * usable_cpus()
+    if workers > limit:
+        info(f"note: --workers {workers} is more than the {limit} this machine can run at once "
+             f"({usable_cpus()} CPUs): using {limit}", quiet)
+        return limit
+    return workers

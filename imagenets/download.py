@@ -6,6 +6,7 @@ import hashlib
 import http.client
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
@@ -65,6 +66,23 @@ def _mismatch(wanted: Dict[str, str], got: Dict[str, str]) -> Optional[Tuple[str
 def _reset(hashers: Dict[str, Any]) -> None:
     for name in list(hashers):
         hashers[name] = hashlib.new(name)
+
+
+#: The address schemes urllib downloads from.
+SCHEMES = ("http", "https", "ftp", "file")
+
+
+def check_url(label: str, url: str) -> None:
+    """Before any work: ``url`` (given as ``label``) is an address urllib can download from."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 (parsing the port is what raises for "host:abc")
+    except ValueError as exc:
+        raise UserError(f"{label} {url!r} is not a valid address ({exc}): give one such as "
+                        "https://host/path") from None
+    if parts.scheme not in SCHEMES or not (parts.netloc or parts.scheme == "file"):
+        raise UserError(f"{label} {url!r} is not a valid address: give one such as https://host/path "
+                        f"({', '.join(SCHEMES)})")
 
 
 def _open(url: str, offset: int):
@@ -146,6 +164,7 @@ def download(url: str, dest: PathLike, *, sha256: Optional[str] = None, md5: Opt
     ``keep_on_mismatch``, keeps it at ``dest`` and mentions ``mismatch_hint``) and raises ChecksumError.
     """
     dest = Path(dest)
+    check_url("URL", url)
     wanted = _expected(sha256, md5)
     if dest.is_file():
         problem = _mismatch(wanted, {name: file_digest(dest, name) for name in wanted})

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from typing import Iterator, Optional
 
 EXIT_BAD_INPUT = 2
 
@@ -34,3 +36,27 @@ def first_few(items, show: int = SHOW, fmt=str) -> str:
     items = list(items)
     head = ", ".join(fmt(item) for item in items[:show])
     return head + (", ..." if len(items) > show else "")
+
+
+def is_ours(exc: ModuleNotFoundError) -> bool:
+    """True when the missing module is part of this toolbox (a bug or a broken clone, not a dependency)."""
+    return bool(exc.name) and exc.name.split(".")[0] == "imagenets"
+
+
+def missing_dependency(what: str, exc: ModuleNotFoundError) -> str:
+    """The line that names a missing dependency and how to install it into this Python."""
+    return (f"{what} needs the Python package {exc.name!r}, which is not installed in {sys.executable}: run "
+            "`pip install -e .` in the imagenets clone (or `pip install imagenets`) with this Python")
+
+
+@contextlib.contextmanager
+def dependencies_of(what: Optional[str]) -> Iterator[None]:
+    """Around a script's imports: a missing dependency is one ``error:`` line and exit status 2
+    (``what`` None: imported as a module, where ``imagenets.cli.load_command`` says it instead)."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        if what is None or is_ours(exc):
+            raise
+        print(f"error: {missing_dependency(what, exc)}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)

@@ -23,7 +23,6 @@ REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 SCRIPT = REPO / "datapreparation" / "data_preparation.sh"
 SCRIPTS = {"match.py": "imagenets.evaluation.match", "evaluator.py": "imagenets.evaluation.evaluator"}
-PREPARE = "imagenets.datapreparation.prepare"
 #: Lines of the blocks that are no toolbox command (installing, changing folder, running the tests).
 NOT_COMMANDS = (("pip",), ("python", "-m", "pip"), ("python", "-m", "pytest"), ("cd",))
 OPERATORS = {"&&", "||", ";", "|"}
@@ -68,7 +67,7 @@ def option_strings(parser: argparse.ArgumentParser) -> Set[str]:
 
 
 def prepare_argv(argv: List[str], tmp_path: Path) -> List[str]:
-    """The arguments ``data_preparation.sh`` hands to ``python -m imagenets.datapreparation.prepare``."""
+    """The arguments ``data_preparation.sh`` hands to ``python -m imagenets prepare``."""
     record = tmp_path / "argv"
     stub = tmp_path / "python"
     stub.write_text('#!/bin/sh\nprintf "%s\\0" "$@" > "$ARGV_RECORD"\n')
@@ -77,8 +76,8 @@ def prepare_argv(argv: List[str], tmp_path: Path) -> List[str]:
     done = subprocess.run(["bash", str(SCRIPT)] + argv[2:], env=env, capture_output=True, text=True)
     assert done.returncode == 0, f"{' '.join(argv)}: {done.stderr.strip()}"
     recorded = record.read_bytes().decode().split("\0")[:-1]
-    assert recorded[:2] == ["-m", PREPARE]
-    return recorded[2:]
+    assert recorded[:3] == ["-m", "imagenets", "prepare"]
+    return recorded[3:]
 
 
 def parser_and_args(argv: List[str], tmp_path: Path):
@@ -88,7 +87,7 @@ def parser_and_args(argv: List[str], tmp_path: Path):
         assert name in all_commands(), f"`imagenets {name}` is no command"
         return build_parser(all_commands(), load_command(name)), argv[1:]
     if argv[0] == "bash":
-        return load_command("prepare").build_parser(PREPARE), prepare_argv(argv, tmp_path)
+        return load_command("prepare").build_parser("imagenets prepare"), prepare_argv(argv, tmp_path)
     module = __import__(SCRIPTS[argv[1]], fromlist=["COMMAND"])
     return module.COMMAND.build_parser(argv[1]), argv[2:]
 

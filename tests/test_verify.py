@@ -6,11 +6,13 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 
 from imagenets.datapreparation.prepare import COMMAND as PREPARE
 from imagenets.datapreparation.verify import COMMAND
 from fake_imagenet import build_annotation_zip, build_fake_imagenet
+from imagenets.codec import write_mask
 from imagenets.subsets import get_subset
 from test_prepare import inet50, meta  # noqa: F401 (module-scoped fixtures)
 
@@ -71,6 +73,33 @@ def test_json_counts_missing_broken_and_extra(tree50, inet50, meta, meta_dir, ca
     lost = len(inet50.train[meta.categories(50)[0]])
     assert got["train"]["missing"] == lost and got["train"]["present"] == got["train"]["expected"] - lost
     assert got["validation-segmentation"]["missing"] == 0
+
+
+def test_report_says_which_check_was_made(tree50, meta_dir, capsys):
+    assert verify(meta_dir, tree50) == 0
+    assert "checked: names and links only" in capsys.readouterr().out
+    assert verify(meta_dir, tree50, "--deep") == 0
+    assert "every mask decoded" in capsys.readouterr().out
+
+
+def test_deep_check_finds_empty_images_garbage_masks_and_wrong_sizes(tree50, meta, meta_dir, capsys):
+    out = tree50 / "ImageNetS50"
+    image, mask = meta.validation_names(50)[0]
+    semi_mask = meta.train_semi_names(50)[0][1]
+    for path, data in ((out / "validation" / image, b""), (out / "validation-segmentation" / mask, b"garbage")):
+        path.unlink()  # hard-linked to the pristine tree: replace, never modify in place
+        path.write_bytes(data)
+    (out / "train-semi-segmentation" / semi_mask).unlink()
+    write_mask(out / "train-semi-segmentation" / semi_mask, np.zeros((3, 4), dtype=np.int32))
+    assert verify(meta_dir, tree50, "--json") == 0  # names only: every file is there
+    capsys.readouterr()
+    assert verify(meta_dir, tree50, "--json", "--deep") == 1
+    got = rows(capsys)
+    assert got["validation"]["broken"] == 1 and "not a readable image" in got["validation"]["examples"][0]
+    assert got["validation-segmentation"]["broken"] == 1
+    assert got["train-semi-segmentation"]["broken"] == 1
+    assert "4x3, its image is 8x8" in got["train-semi-segmentation"]["examples"][0]
+    assert got["validation"]["present"] == got["validation"]["expected"] - 1
 
 
 def test_leftover_temporary_file_is_a_problem(tree50, meta, meta_dir, capsys):

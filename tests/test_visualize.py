@@ -118,7 +118,8 @@ def test_limit_and_best_first(prepared, tmp_path):
 
 def test_missing_images_are_a_clear_error(prepared, tmp_path, capsys):
     subset = prepared / "ImageNetS50"
-    assert run_command(["visualize", "--images", str(tmp_path), "--gt-dir", str(subset / "validation-segmentation"),
+    (tmp_path / "empty").mkdir()
+    assert run_command(["visualize", "--images", str(tmp_path / "empty"), "--gt-dir", str(subset / "validation-segmentation"),
                         "--predict-dir", str(prepared / "predictions" / "validation"), "--mode", "50",
                         "--meta-dir", str(prepared / "meta"), "-o", str(tmp_path / "o"), "--quiet"]) == 2
     assert "10 of 10 images are missing" in capsys.readouterr().err

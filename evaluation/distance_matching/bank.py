@@ -20,7 +20,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from imagenets.codec import read_mask
+from imagenets.codec import open_image, read_mask
 from imagenets.errors import UserError, info, warn
 from imagenets.fileio import atomic_path
 from imagenets.progress import progress
@@ -46,7 +46,7 @@ def resized_size(width: int, height: int, short_side: int = SHORT_SIDE) -> Tuple
 def load_image(path: Path) -> Tuple[torch.Tensor, Tuple[int, int]]:
     """Decode, resize and normalise an image: ((3,H,W) float tensor, original (height, width))."""
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             im = im.convert("RGB")
     except FileNotFoundError:
         raise UserError(f"image {path} not found: check --dataset") from None

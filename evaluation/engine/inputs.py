@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import os
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Tuple
 
-from imagenets.codec import CONVERT_HINT, ENCODING_HINT, read_mask
+from imagenets.codec import CONVERT_HINT, ENCODING_HINT, MAX_PIXELS, png_header, read_mask, too_large
 from imagenets.errors import UserError
 from imagenets.progress import progress
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 COLOR_TYPES = {0: "grayscale (L)", 2: "RGB", 3: "palette (P)", 4: "grayscale+alpha (LA)", 6: "RGBA"}
 #: Grayscale (colour type 0) by bit depth: what Pillow opens it as.
 GRAY_DEPTHS = {8: "8-bit grayscale (L)", 16: "16-bit grayscale (I;16)"}
@@ -67,19 +65,6 @@ def check_present(pairs: Sequence[Pair]) -> None:
                         "folder of the same subset as --mode")
 
 
-def png_header(path: Path) -> Tuple[int, int, int, int]:
-    """(width, height, bit depth, colour type) from the IHDR chunk; UserError if not a PNG."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(33)
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc}") from None
-    if len(head) < 33 or not head.startswith(PNG_SIGNATURE) or head[12:16] != b"IHDR":
-        raise UserError(f"{path} is not a PNG file (or is truncated/corrupt): re-export it as an RGB PNG")
-    width, height, depth, color = struct.unpack(">IIBB", head[16:26])
-    return width, height, depth, color
-
-
 def png_kind(depth: int, color: int) -> str:
     """A PNG's kind as messages name it (``16-bit grayscale (I;16)``, ``palette (P)``, ...)."""
     if color == 0:
@@ -88,8 +73,10 @@ def png_kind(depth: int, color: int) -> str:
 
 
 def check_png(path: Path) -> Tuple[int, int]:
-    """Header check of one mask: RGB/RGBA with 8 bits per channel; returns (width, height)."""
+    """Header check of one mask: RGB/RGBA with 8 bits per channel, within MAX_PIXELS; returns (width, height)."""
     width, height, depth, color = png_header(path)
+    if width * height > MAX_PIXELS:
+        raise too_large(path, (width, height))
     if color not in (2, 6):
         # `imagenets convert --to rgb` reads 8- and 16-bit grayscale whose value is the id.
         fix = CONVERT_HINT if color == 0 and depth in GRAY_DEPTHS else "re-save it as RGB in that encoding"

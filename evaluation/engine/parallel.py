@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import ctypes
 import math
+import signal
 import sys
 from typing import Callable, List, Optional, Sequence, TypeVar
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from imagenets.device import resolve_device
+from imagenets.device import cap_workers, resolve_device
 from imagenets.errors import UserError, info
 from imagenets.progress import progress
 
@@ -34,6 +35,9 @@ class _Chunks(Dataset):
             return True, self.work(self.chunks[index]), len(self.chunks[index])
         except UserError as exc:
             return False, str(exc), len(self.chunks[index])
+        except OSError as exc:  # disk full, permission: the file and the reason, without a worker traceback
+            where = f"{exc.filename}: " if exc.filename is not None else ""
+            return False, f"{where}{exc.strerror or exc}", len(self.chunks[index])
 
 
 def _keep(item):
@@ -63,6 +67,9 @@ def keep_freed_memory() -> None:
 
 
 def _worker_setup(_worker_id: int) -> None:
+    # Ctrl-C reaches the whole process group: only the main process handles it (it shuts the pool
+    # down), so no worker dies mid-item and no torch "Exception ignored" traceback is printed.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
     keep_freed_memory()
 
@@ -79,21 +86,26 @@ def map_reduce(items: Sequence[T], work: Callable[[Sequence[T]], R], reduce: Cal
                workers: int = 2, quiet: bool = False, desc: str = "", unit: str = "img",
                chunk_size: Optional[int] = None) -> None:
     """Apply ``work`` to chunks of ``items`` (in ``workers`` processes) and feed each result to ``reduce``."""
-    if workers < 0:
-        raise UserError(f"--workers {workers}: use 0 (no worker processes) or more")
+    workers = cap_workers(workers, quiet)
     chunks = chunk(items, workers, chunk_size)
     dataset = _Chunks(chunks, work)
     if workers == 0:
-        results = (dataset[i] for i in range(len(dataset)))
+        results = iter(dataset[i] for i in range(len(dataset)))
     else:
-        results = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=workers,
-                             collate_fn=_keep, worker_init_fn=_worker_setup, prefetch_factor=4)
-    with progress(total=len(items), desc=desc, quiet=quiet, unit=unit) as bar:
-        for ok, value, n in results:
-            if not ok:
-                raise UserError(value)
-            reduce(value)
-            bar.update(n)
+        results = iter(DataLoader(dataset, batch_size=None, shuffle=False, num_workers=workers,
+                                  collate_fn=_keep, worker_init_fn=_worker_setup, prefetch_factor=4))
+    try:
+        with progress(total=len(items), desc=desc, quiet=quiet, unit=unit) as bar:
+            for ok, value, n in results:
+                if not ok:
+                    raise UserError(value)
+                reduce(value)
+                bar.update(n)
+    finally:
+        # Stop the workers now (an error or Ctrl-C), not in a garbage-collector callback at exit.
+        shutdown = getattr(results, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
 
 
 def counting_device(device: str, quiet: bool = False) -> None:

@@ -10,7 +10,6 @@ is kept, so a rerun finishes an interrupted run and a new match rewrites everyth
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -20,8 +19,9 @@ import numpy as np
 from imagenets.cli import Command, add_quiet_argument, add_workers_argument
 from imagenets.codec import MAX_ID, read_mask, write_mask
 from imagenets.errors import UserError, info, warn
-from imagenets.fileio import folders_overlap, read_json, write_json_atomic
+from imagenets.fileio import check_outputs, read_json, write_json_atomic
 from imagenets.subsets import MODES, SUBSETS, get_subset
+from imagenets.walk import walk_files
 
 from imagenets.evaluation.engine.matchfile import UNCOVERED, Match, load_match, match_to_json
 from imagenets.evaluation.engine.inputs import SHOW
@@ -100,13 +100,8 @@ class _ApplyChunk:
 
 
 def find_pngs(root: Path) -> List[str]:
-    """Relative POSIX paths of every ``*.png`` under ``root``, sorted."""
-    found = []
-    for folder, _dirs, files in os.walk(root):
-        rel = os.path.relpath(folder, root)
-        found += [name if rel == "." else f"{rel}/{name}".replace(os.sep, "/")
-                  for name in files if name.lower().endswith(".png")]
-    return sorted(found)
+    """Relative POSIX paths of every ``*.png`` under ``root``, sorted (linked folders followed, loops not)."""
+    return [rel for rel in walk_files(root) if rel.lower().endswith(".png")]
 
 
 def start_marker(out_dir: Path, match_obj: Dict[str, int], source: Path, num_classes: int, force: bool) -> int:
@@ -132,9 +127,7 @@ def apply_match(predict_dir: Path, match_file: Path, output_dir: Path, mode: Opt
     predict_dir, output_dir = Path(predict_dir), Path(output_dir)
     if not predict_dir.is_dir():
         raise UserError(f"--predict-dir {predict_dir} is not a directory: check the path")
-    if folders_overlap(predict_dir, output_dir):
-        raise UserError(f"--output-dir {output_dir} and --predict-dir {predict_dir} overlap: write the matched "
-                        "predictions to a separate folder (e.g. beside the raw predictions)")
+    check_outputs(output_dirs={"--output-dir": output_dir}, input_dirs={"--predict-dir": predict_dir})
     num_classes = get_subset(mode).num_classes if mode else None
     match = load_match(match_file, num_classes or max(SUBSETS))
     num_classes = num_classes or infer_classes(match)

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Collection, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
-from PIL import Image
 
-from imagenets.codec import MAX_ID, read_mask
+from imagenets.codec import MAX_ID, MAX_PIXELS, open_image, read_mask
 from imagenets.errors import UserError
 from imagenets.metadata import Metadata
 from imagenets.subsets import Subset
+from imagenets.walk import walk_files
 
 from imagenets.evaluation.engine.inputs import COLOR_TYPES, SHOW, png_header
 from imagenets.evaluation.engine.parallel import map_reduce
@@ -29,6 +29,7 @@ KINDS: Dict[str, str] = {
     "method": "method.txt problems",
     "match": "match.json problems",
     "not-rgb": "PNGs are not 8-bit RGB/RGBA PNGs",
+    "too-large": f"PNGs have more than {MAX_PIXELS:,} pixels",
     "unreadable": "PNGs cannot be decoded",
     "no-reference": "PNGs have no readable image to compare their size with",
     "wrong-size": "PNGs do not have the size of their image",
@@ -131,16 +132,8 @@ class CheckReport:
 
 def list_files(root: Path, ignore: Collection[str] = ()) -> List[str]:
     """Relative POSIX paths of every non-directory entry under ``root`` (links included), minus ``ignore``."""
-    found = []
-    for folder, dirs, files in os.walk(root):
-        rel = os.path.relpath(folder, root)
-        # A link to a folder is not descended into: it is listed as an entry (an extra file).
-        files = files + [d for d in dirs if os.path.islink(os.path.join(folder, d))]
-        for name in files:
-            path = name if rel == "." else f"{rel}/{name}".replace(os.sep, "/")
-            if path not in ignore:
-                found.append(path)
-    return sorted(found)
+    # A link to a folder is not descended into: it is listed as an entry (an extra file).
+    return [path for path in walk_files(root, follow_links=False) if path not in ignore]
 
 
 def check_listing(report: CheckReport, present: Iterable[str], expected: Sequence[str],
@@ -166,7 +159,7 @@ class PixelItem:
 
 
 def _image_size(path: Path) -> Tuple[int, int]:
-    with Image.open(path) as im:  # reads the header only
+    with open_image(path) as im:  # reads the header only
         return im.size
 
 
@@ -193,10 +186,13 @@ class _PixelCheck:
             kind = COLOR_TYPES.get(color, f"colour type {color}")
             report.add("not-rgb", f"{item.name} ({kind}, {depth}-bit)")
             return
+        if width * height > MAX_PIXELS:
+            report.add("too-large", f"{item.name} ({width}x{height})")
+            return
         if item.reference is not None:
             try:
                 size = _image_size(item.reference)
-            except (OSError, ValueError, SyntaxError):
+            except (OSError, ValueError, SyntaxError, UserError):
                 report.add("no-reference", f"{item.name} ({self.reference_what} {item.reference} "
                                            f"is missing or unreadable)")
             else:

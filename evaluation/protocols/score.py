@@ -18,6 +18,7 @@ from typing import Dict, Optional, Sequence
 from imagenets.cli import (Command, add_device_argument, add_meta_argument, add_mode_argument,
                            add_quiet_argument, add_workers_argument)
 from imagenets.errors import UserError, warn
+from imagenets.fileio import check_outputs
 from imagenets.metadata import Metadata, load_metadata
 from imagenets.subsets import Subset, get_subset
 from imagenets.zipsafe import (DEFAULT_MAX_ENTRIES, DEFAULT_MAX_SIZE, Entry, exit_on_sigterm, extract_entries,
@@ -156,6 +157,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_outputs({"--output": args.output}, {"SUBMISSION.zip": args.submission}, {"--gt-dir": args.gt_dir})
     subset = get_subset(args.mode)
     meta = load_metadata(args.meta_dir, quiet=args.quiet)
     result = score_submission(args.submission, args.gt_dir, subset, meta, split=args.split,

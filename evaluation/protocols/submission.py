@@ -20,7 +20,7 @@ from typing import Dict, Optional, Sequence
 
 from imagenets.cli import Command, add_meta_argument, add_mode_argument, add_quiet_argument, add_workers_argument
 from imagenets.errors import UserError, info, warn
-from imagenets.fileio import atomic_path, read_json, write_json_atomic
+from imagenets.fileio import atomic_path, check_outputs, read_json, write_json_atomic
 from imagenets.metadata import Metadata, load_metadata
 from imagenets.progress import progress
 from imagenets.subsets import Subset, get_subset
@@ -163,8 +163,8 @@ def run(args: argparse.Namespace) -> int:
     if args.images is not None and not (args.images / args.split).is_dir():
         raise UserError(f"--images {args.images} has no {args.split}/ folder: point it at the prepared "
                         f"DEST/{subset.name} folder, or leave --images out to skip the size check")
-    if predict_dir.resolve() in args.output.resolve().parents:
-        raise UserError(f"--output {args.output} is inside --predict-dir: write the zip elsewhere")
+    check_outputs({"--output": None if args.check_only else args.output, "--report": args.report},
+                  {"--match": args.match}, {"--predict-dir": predict_dir, "--images": args.images})
     mapping = load_match(args.match, k).mapping if args.match is not None else None
     applied = applied_classes(predict_dir)
     if applied is not None and applied != k:
