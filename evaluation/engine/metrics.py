@@ -6,10 +6,11 @@ Semantics follow ``spec/evaluation.md`` exactly; counts are int64, ratios float6
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from imagenets.idmaps import id_map_pairs
 from imagenets.subsets import IGNORE
 
 from .kernel import JointTable, joint_table
@@ -61,9 +62,11 @@ class SegmentationMetrics:
         self.out_of_range_images = 0
 
     # -- accumulation ------------------------------------------------------------------
-    def update(self, gt: np.ndarray, pred: np.ndarray, pred_lut: Optional[np.ndarray] = None) -> None:
-        """Add one image (HxW int ids; match applied, or a one-to-one match given as ``pred_lut``)."""
-        self.update_table(joint_table(gt, pred, self.num_classes, pred_lut=pred_lut))
+    def update(self, gt: Any, pred: Any, pred_lut: Optional[np.ndarray] = None) -> None:
+        """Add one image (HxW int ids; match applied, or a one-to-one match given as ``pred_lut``), or a
+        batch (NxHxW each: N images); numpy arrays or torch tensors on any device (e.g. in a training loop)."""
+        for gt_ids, pred_ids in id_map_pairs(gt, pred):
+            self.update_table(joint_table(gt_ids, pred_ids, self.num_classes, pred_lut=pred_lut))
 
     def update_table(self, table: JointTable) -> None:
         """Add one image from its joint table."""
