@@ -2,9 +2,12 @@
 
 Above the core, in the same import name: ``imagenets.evaluation`` (matching, metrics, protocols,
 distance matching), ``imagenets.datapreparation`` (building the dataset) and ``imagenets.demo``.
+The Python API (``imagenets.evaluate``, ``imagenets.match``...) is loaded on first use, so that
+``import imagenets`` stays light (no torch).
 """
 
 import os as _os
+from typing import Any as _Any, List as _List
 
 __version__ = "0.1.0"
 
@@ -27,3 +30,21 @@ def _mount_checkout_folders() -> None:
 
 
 _mount_checkout_folders()
+
+
+#: Served from ``imagenets.evaluation.api`` on first use: the core never imports upward at import time.
+_API = ("evaluate", "match", "EvaluationResult", "MatchResult", "SegmentationMetrics")
+
+
+def __getattr__(name: str) -> _Any:
+    if name in _API:
+        from importlib import import_module
+
+        value = getattr(import_module("imagenets.evaluation.api"), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module 'imagenets' has no attribute {name!r}")
+
+
+def __dir__() -> _List[str]:
+    return sorted(set(globals()) | set(_API))

@@ -8,14 +8,15 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from imagenets import SegmentationMetrics
 from imagenets.codec import decode, encode, read_mask
-from imagenets.datasets import ImageNetS
+from imagenets.datasets import ImageNetS, collate_list, collate_padded, save_prediction
 from imagenets.errors import UserError
 from imagenets.metadata import load_metadata
 from imagenets.subsets import IGNORE
 from imagenets.demo.synthetic import write_synthetic_dataset, write_synthetic_meta
 from imagenets.transforms import (CenterCrop, Compose, Normalize, RandomCrop, RandomHorizontalFlip, Resize,
-                                  ToTensor, training_transforms)
+                                  ToTensor, evaluation_transforms, training_transforms)
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +50,14 @@ def test_train_semi_yields_masks_too(tree):
     assert mask.dtype == torch.int64
 
 
-def test_test_yields_images_only(tree):
+def test_test_yields_where_its_prediction_goes(tree):
     data = _data(tree, "test")
-    assert len(data) == 5 and isinstance(data[0], Image.Image)
+    image, target = data[0]
+    assert len(data) == 5 and isinstance(image, Image.Image)
+    # The submission's names: the test mapping's dst with .JPEG -> .png.
+    dst = load_metadata(tree / "meta").split_images(50, "test")[0]
+    assert target == {"name": dst[:-len("JPEG")] + "png", "size": (image.height, image.width)}
+    assert data.prediction_name(0) == target["name"]
 
 
 def test_train_class_index_follows_the_sorted_categories(tree):
@@ -97,6 +103,96 @@ def test_a_folder_without_the_subset_is_a_user_error(tmp_path, tree):
 def test_unknown_split_is_a_user_error(tree):
     with pytest.raises(UserError, match="split"):
         _data(tree, "val")
+
+
+# ---- from the tree alone (no metadata at hand) ----------------------------------------------------
+
+def test_the_tree_alone_gives_the_official_class_ids_and_samples(tree):
+    for split in ("train", "validation", "test", "train-semi"):
+        listed, alone = _data(tree, split), ImageNetS(tree / "dest", 50, split)
+        assert alone.source == "tree" and listed.source == "--meta-dir"
+        assert alone.classes == listed.classes and alone.class_names == alone.classes  # wnids stand in
+        # Same samples (the tree's are sorted, the lists' in list order), same prediction names.
+        assert sorted(zip(alone.samples, alone.prediction_names)) == \
+            sorted(zip(listed.samples, listed.prediction_names))
+    train = ImageNetS(tree / "dest", 50, "train")
+    assert all(path.split("/")[-2] == train.classes[index] for path, index in train.samples)
+
+
+def test_the_tree_alone_never_downloads_and_warns_about_counts(tree, monkeypatch, capsys):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a download was attempted")
+
+    monkeypatch.setattr("imagenets.metadata.fill_cache", refuse)
+    assert len(ImageNetS(tree / "dest", 50, "validation")) == 12
+    err = capsys.readouterr().err
+    assert "holds 12 images, the official ImageNetS50 validation split 752" in err
+
+
+def test_without_train_the_class_list_is_unknown_but_masks_still_load(tree, tmp_path):
+    import shutil
+
+    dest = tmp_path / "dest"
+    shutil.copytree(tree / "dest", dest, ignore=lambda folder, names: ["train"] if folder.endswith("50") else [])
+    data = ImageNetS(dest, 50, "validation")
+    assert data[0][1].dtype == torch.int64
+    with pytest.raises(UserError, match="class list .* unknown.*--steps train"):
+        data.classes
+    with pytest.raises(UserError, match="--steps train"):
+        ImageNetS(dest, 50, "train")
+
+
+# ---- batches and predictions --------------------------------------------------------------------
+
+def test_collate_list_keeps_variable_sizes(tree):
+    data = _data(tree, "validation", transforms=Compose([ToTensor()]))
+    images, masks = next(iter(DataLoader(data, batch_size=5, collate_fn=collate_list)))
+    assert len(images) == len(masks) == 5
+    assert all(tuple(i.shape[1:]) == tuple(m.shape) for i, m in zip(images, masks))
+    assert len({tuple(m.shape) for m in masks}) > 1  # the tree's sizes differ
+
+
+def test_collate_padded_pads_with_ignore_and_keeps_the_metrics(tree):
+    data = _data(tree, "validation", transforms=evaluation_transforms(resize=30))
+    batch = [data[i] for i in range(6)]
+    images, masks = collate_padded(batch)
+    h, w = max(m.shape[0] for _, m in batch), max(m.shape[1] for _, m in batch)
+    assert images.shape == (6, 3, h, w) and masks.shape == (6, h, w)
+    for (image, mask), padded, padded_image in zip(batch, masks, images):
+        assert torch.equal(padded[:mask.shape[0], :mask.shape[1]], mask)
+        assert (padded == IGNORE).sum() == (mask == IGNORE).sum() + h * w - mask.numel()
+        assert torch.equal(padded_image[:, :mask.shape[0], :mask.shape[1]], image)
+    alone, together = SegmentationMetrics(50), SegmentationMetrics(50)
+    guess = lambda m: (m * 7 + 1) % 51  # noqa: E731  (pixel by pixel: padding changes nothing of it)
+    for _, mask in batch:
+        alone.update(mask, guess(mask))
+    together.update(masks, guess(masks))
+    ours, theirs = alone.compute(), together.compute()
+    for key in ("mIoU", "S", "MS", "ML", "L", "Acc", "FMeasure"):
+        assert ours[key] == pytest.approx(theirs[key], nan_ok=True), key
+
+
+def test_collate_padded_needs_tensors(tree):
+    with pytest.raises(TypeError, match="ToTensor"):
+        collate_padded([_data(tree, "validation")[0]])
+
+
+def test_save_prediction_writes_a_mask_png_of_the_asked_size(tmp_path):
+    ids = torch.tensor([[1, 2], [300, 0]])
+    path = save_prediction(tmp_path / "out", "n01234567/ILSVRC2012_val_00000001.png", ids, size=(4, 6))
+    assert path == tmp_path / "out" / "n01234567" / "ILSVRC2012_val_00000001.png"
+    expected = np.repeat(np.repeat(ids.numpy(), 2, axis=0), 3, axis=1)
+    assert (read_mask(path) == expected).all()
+    save_prediction(tmp_path / "out", "a/b.png", np.array([[7]], dtype=np.uint8))
+    assert read_mask(tmp_path / "out" / "a" / "b.png").tolist() == [[7]]
+    for name in ("../x.png", "/abs/x.png", "a/x.jpg"):
+        with pytest.raises(ValueError, match="prediction name"):
+            save_prediction(tmp_path, name, ids)
+    with pytest.raises(TypeError, match="argmax"):
+        save_prediction(tmp_path, "a/x.png", torch.rand(2, 2))
+    with pytest.raises(ValueError, match="HxW"):
+        save_prediction(tmp_path, "a/x.png", ids[None])
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["ILSVRC2012_val_00000001.png", "b.png"]
 
 
 # ---- joint transforms -----------------------------------------------------------------------------

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from imagenets.idmaps import id_map_pairs
 from imagenets.subsets import IGNORE
 
 from .kernel import JointTable, joint_table
@@ -100,9 +101,11 @@ class SegmentationMetrics:
         self._offsets = np.arange(len(SCOPES) * len(STATS), dtype=np.int64) * (num_classes + 1)
 
     # -- accumulation ------------------------------------------------------------------
-    def update(self, gt: np.ndarray, pred: np.ndarray, pred_lut: Optional[np.ndarray] = None) -> None:
-        """Add one image (HxW int ids, the prediction's raw; a match goes in as ``pred_lut`` = ``Match.lut``)."""
-        self.update_table(joint_table(gt, pred, self.num_classes, pred_lut=pred_lut))
+    def update(self, gt: Any, pred: Any, pred_lut: Optional[np.ndarray] = None) -> None:
+        """Add one image (HxW int ids, the prediction's raw; a match goes in as ``pred_lut`` = ``Match.lut``),
+        or a batch (NxHxW each: N images); numpy arrays or torch tensors on any device (e.g. in a training loop)."""
+        for gt_ids, pred_ids in id_map_pairs(gt, pred):
+            self.update_table(joint_table(gt_ids, pred_ids, self.num_classes, pred_lut=pred_lut))
 
     def update_table(self, table: JointTable) -> None:
         """Add one image from its joint table."""
