@@ -58,9 +58,11 @@ def _prepared(cost, maximize: bool) -> Tuple[np.ndarray, bool, bool, bool]:
     transposed = array.shape[0] > array.shape[1]
     source = array.T if transposed else array
     matrix = np.empty(source.shape)  # always a copy: the caller's array is never modified
-    np.copyto(matrix, source, casting="unsafe")  # converts and transposes in one pass
+    # Converts, transposes and negates in one pass (negating in float64: unsigned and bool inputs too).
     if maximize:
-        np.negative(matrix, out=matrix)
+        np.negative(source, out=matrix, dtype=np.float64, casting="unsafe")
+    else:
+        np.copyto(matrix, source, casting="unsafe")
     finite = integral or bool(np.isfinite(matrix).all())
     if not finite and (np.isnan(matrix).any() or np.isneginf(matrix).any()):
         bad = "+inf" if maximize else "-inf"
@@ -198,16 +200,16 @@ def _solve(c: np.ndarray, ties: bool) -> np.ndarray:
             _tight_matching(c, v, col4row, row4col)
     else:
         v = np.zeros(m)
-        _tight_matching(c, v, col4row, row4col)
+        _greedy_rows(c, col4row, row4col)
     free = np.flatnonzero(col4row < 0).tolist()
     for _ in range(_REDUCTION_PASSES):
         if not free:
             break
         free = _augmenting_row_reduction(c, v, col4row, row4col, free)
-    if free:
-        # Reduction moved prices: some free rows may now be tight at a free column.
-        _tight_matching(c, v, col4row, row4col)
-        free = np.flatnonzero(col4row < 0).tolist()
+        if free:
+            # Reduction moved prices: some free rows may now be tight at a free column.
+            _tight_matching(c, v, col4row, row4col)
+            free = np.flatnonzero(col4row < 0).tolist()
     for row in free:
         _augment(c, v, col4row, row4col, row, ties)
     return col4row
@@ -243,6 +245,15 @@ def _column_reduction(c: np.ndarray, col4row: np.ndarray, row4col: np.ndarray) -
     return v
 
 
+def _greedy_rows(c: np.ndarray, col4row: np.ndarray, row4col: np.ndarray) -> None:
+    """Rectangular start (v = 0): each row takes a column at its row minimum if one is still free."""
+    best_col = c.argmin(axis=1)
+    cols, rows = np.unique(best_col, return_index=True)  # first row wins each column
+    keep = np.isfinite(c[rows, cols])
+    col4row[rows[keep]] = cols[keep]
+    row4col[cols[keep]] = rows[keep]
+
+
 def _tight_matching(c: np.ndarray, v: np.ndarray, col4row: np.ndarray, row4col: np.ndarray) -> None:
     """Give free rows free columns where they are tight (``c[i] - v`` minimal): zero-length augmenting
     paths, found in vectorised rounds of proposals. First each row asks for its first tight column;
@@ -252,13 +263,15 @@ def _tight_matching(c: np.ndarray, v: np.ndarray, col4row: np.ndarray, row4col: 
     rows = np.flatnonzero(col4row < 0)
     if rows.size == 0:
         return
-    reduced = c[rows] - v
+    reduced = c[rows]
+    reduced -= v
     first_tight = reduced.argmin(axis=1)
-    usable = np.isfinite(reduced[np.arange(rows.size), first_tight])  # else left to the search to reject
-    rows, reduced, first_tight = rows[usable], reduced[usable], first_tight[usable]
+    lowest = reduced[np.arange(rows.size), first_tight]
+    tight = reduced <= lowest[:, None]
+    usable = np.isfinite(lowest)  # a row with nothing allowed is left to the search to reject
+    rows, tight, first_tight = rows[usable], tight[usable], first_tight[usable]
     unassigned = _assign_first_come(rows, first_tight, row4col[first_tight] < 0, col4row, row4col)
-    rows, reduced, first_tight = rows[unassigned], reduced[unassigned], first_tight[unassigned]
-    tight = reduced <= reduced[np.arange(rows.size), first_tight][:, None]
+    rows, tight = rows[unassigned], tight[unassigned]
     offset = ((rows * m) // n)[:, None]
     columns = np.arange(m)
     for _ in range(_MATCHING_ROUNDS):

@@ -187,6 +187,16 @@ def test_large_integers_keep_an_exact_objective():
     assert_optimal(rng.integers(0, 2 ** 40, (60, 60)), maximize=True)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint64, np.float32])
+def test_narrow_and_unsigned_inputs_keep_their_values(dtype):
+    rng = np.random.default_rng(11)
+    cost = rng.integers(0, 120, (30, 45)).astype(dtype)
+    if dtype == np.int8:
+        cost[0, :] = -128  # whose negation does not fit an int8
+    assert_optimal(cost, maximize=True)
+    assert_optimal(cost.T)
+
+
 def test_input_matrix_is_not_modified():
     cost = np.arange(12, dtype=np.float64).reshape(3, 4)
     before = cost.copy()
