@@ -13,15 +13,14 @@ from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
 from imagenets.download import download, file_digest
-from imagenets.errors import UserError
+from imagenets.errors import UserError, first_few
 from imagenets.progress import progress
-from imagenets.subsets import Subset
+from imagenets.subsets import MASK_FOLDERS, Subset
 from imagenets.zipsafe import Entry, check_crcs, open_zip, vet_entries
 
-from .transfer import DestIndex, Plan, add_files, examples, fill_atomic
+from .transfer import DestIndex, Plan, add_files, fill_atomic
 
 #: The archive folders extracted (everything else in it is left alone).
-MASK_FOLDERS = ("validation-segmentation", "train-semi-segmentation")
 SKIP_HINT = "rerun with --skip-checksum to use it anyway"
 _REFETCH = "delete it and rerun to download it again (or pass a good copy with --annotations-zip)"
 
@@ -41,8 +40,8 @@ class AnnotationJob:
 
 def expected_masks(subset: Subset, meta, out: str) -> List[str]:
     """Every mask path the validation and train-semi lists name."""
-    paths = [os.path.join(out, MASK_FOLDERS[0], mask) for _, mask in meta.validation_names(subset)]
-    paths += [os.path.join(out, MASK_FOLDERS[1], mask) for _, mask in meta.train_semi_names(subset)]
+    paths = [os.path.join(out, MASK_FOLDERS["validation"], mask) for _, mask in meta.validation_names(subset)]
+    paths += [os.path.join(out, MASK_FOLDERS["train-semi"], mask) for _, mask in meta.train_semi_names(subset)]
     return paths
 
 
@@ -94,7 +93,7 @@ def members_to_extract(job: AnnotationJob, archive: zipfile.ZipFile) -> List[Ent
     entries = vet_entries(archive.infolist(), job.archive, max_size=None, max_entries=None,
                           fix="use the official archive")
     check_crcs(archive, job.archive, fix=_REFETCH)
-    prefixes = tuple(f"{job.subset.name}/{folder}/" for folder in MASK_FOLDERS)
+    prefixes = tuple(f"{job.subset.name}/{folder}/" for folder in MASK_FOLDERS.values())
     return [entry for entry in entries if not entry.is_dir and entry.name.startswith(prefixes)]
 
 
@@ -117,7 +116,7 @@ def check_archive(job: AnnotationJob, quiet: bool, dry_run: bool = False) -> Opt
     lacking = [name for name in (entry_name(job, rel) for rel, _ in job.plan.copies) if name not in names]
     if lacking:
         raise UserError(f"{job.archive} lacks {len(lacking)} of the masks the lists name "
-                        f"({examples(lacking, 3)}): is it the {job.subset.annotation_archive} archive? "
+                        f"({first_few(lacking, 3, sep='; ', counted=True)}): is it the {job.subset.annotation_archive} archive? "
                         "(nothing was written)")
     job.members = members
     return None
@@ -146,7 +145,7 @@ def extract(job: AnnotationJob, quiet: bool) -> int:
     lacking = [path for _, path in job.plan.copies if not os.path.isfile(path)]
     if lacking:
         raise UserError(f"{job.archive} lacks {len(lacking)} of the masks the lists name "
-                        f"({examples(lacking, 3)}): is it the {job.subset.annotation_archive} archive?")
+                        f"({first_few(lacking, 3, sep='; ', counted=True)}): is it the {job.subset.annotation_archive} archive?")
     return written
 
 

@@ -16,14 +16,14 @@ from typing import List, Optional, Sequence, Tuple
 from imagenets.cli import Command, add_meta_argument, add_quiet_argument, guarded
 from imagenets.device import cap_workers
 from imagenets.download import check_url
-from imagenets.errors import UserError, info
+from imagenets.errors import UserError, first_few, info
 from imagenets.fileio import check_writable_dir, path_inside
 from imagenets.subsets import MODES, RELEASE_URL, Subset, get_subset
 
 from .annotations import AnnotationJob, check_archive, plan_annotations, run_annotations
 from .sources import ImageNetSource
 from .steps import IMAGE_STEPS, STEPS, plan_images
-from .transfer import DestIndex, Plan, examples, execute
+from .transfer import DestIndex, Plan, execute
 
 ALL = "all"
 ENV_RELEASE_URL = "IMAGENETS_RELEASE_URL"
@@ -93,12 +93,12 @@ def _refuse(plans: Sequence[Plan]) -> None:
     for plan in plans:
         if plan.missing:
             raise UserError(f"{plan.label}: {len(plan.missing)} {plan.missing_what} are missing, "
-                            f"e.g. {examples(plan.missing, 3)}; check --imagenet-dir (nothing was "
+                            f"e.g. {first_few(plan.missing, 3, sep='; ', counted=True)}; check --imagenet-dir (nothing was "
                             "written)")
     conflicts = [c for plan in plans for c in plan.conflicts]
     if conflicts:
         raise UserError(f"{len(conflicts)} existing entries conflict with what this run would create "
-                        f"({examples(conflicts, 3)}); nothing was overwritten: move or remove them "
+                        f"({first_few(conflicts, 3, sep='; ', counted=True)}); nothing was overwritten: move or remove them "
                         "and rerun")
 
 

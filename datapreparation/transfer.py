@@ -261,9 +261,3 @@ def execute(plan: Plan, workers: int, quiet: bool) -> int:
                             "time?); rerun when it has finished") from None
         made += 1
     return made + run_copies(plan.copies, workers, plan.label, quiet)
-
-
-def examples(items: Sequence[str], count: int = EXAMPLES) -> str:
-    """The first few items, then how many more."""
-    shown = "; ".join(items[:count])
-    return shown + (f"; ... ({len(items) - count} more)" if len(items) > count else "")

@@ -14,9 +14,8 @@ from imagenets.codec import open_image, read_mask
 from imagenets.device import cap_workers
 from imagenets.errors import UserError, info
 from imagenets.progress import progress
-from imagenets.subsets import MODES, Subset
+from imagenets.subsets import MASK_FOLDERS, MODES, Subset, subset_folder
 
-from .annotations import MASK_FOLDERS
 from .prepare import ALL, subsets_for
 from .sources import FileIndex, ImageNetSource
 from .steps import train_groups
@@ -197,12 +196,11 @@ def check_link(split: str, path: str) -> SplitCheck:
 def verify_subset(subset: Subset, meta, dest: str, imagenet_dir: Optional[str],
                   quiet: bool, deep: bool = False, workers: int = 2) -> Dict[str, object]:
     """All checks of one prepared subset, as a JSON-ready dict."""
-    out = os.path.join(dest, subset.name)
-    if not os.path.isdir(out) and os.path.basename(os.path.normpath(dest)) == subset.name:
-        out = dest  # DEST given as the ImageNetS{K} folder itself
-    if not os.path.isdir(out):
-        raise UserError(f"{out} not found: pass the --save-dir used with `imagenets prepare` "
-                        f"(the folder holding {subset.name}/), or prepare it first")
+    found = subset_folder(dest, subset)  # DEST, or the ImageNetS{K} folder itself
+    if found is None:
+        raise UserError(f"{os.path.join(dest, subset.name)} not found: pass the --save-dir used with "
+                        f"`imagenets prepare` (the folder holding {subset.name}/), or prepare it first")
+    out = str(found)
     source = find_train_source(out, imagenet_dir)
     validation = meta.validation_names(subset)
     semi = meta.train_semi_names(subset)
@@ -211,16 +209,18 @@ def verify_subset(subset: Subset, meta, dest: str, imagenet_dir: Optional[str],
         checks.append(check_link("train-full", os.path.join(out, "train-full")))
     checks += [
         check_listed("train-semi", os.path.join(out, "train-semi"), [i for i, _ in semi]),
-        check_listed(MASK_FOLDERS[1], os.path.join(out, MASK_FOLDERS[1]), [m for _, m in semi]),
+        check_listed(MASK_FOLDERS["train-semi"], os.path.join(out, MASK_FOLDERS["train-semi"]),
+                     [m for _, m in semi]),
         check_listed("validation", os.path.join(out, "validation"),
                      meta.split_images(subset, "validation")),
-        check_listed(MASK_FOLDERS[0], os.path.join(out, MASK_FOLDERS[0]), [m for _, m in validation]),
+        check_listed(MASK_FOLDERS["validation"], os.path.join(out, MASK_FOLDERS["validation"]),
+                     [m for _, m in validation]),
         check_listed("test", os.path.join(out, "test"), meta.split_images(subset, "test")),
     ]
     if deep:
         by_split = {c.split: c for c in checks}
         for images, masks, pairs in (
-                ("train-semi", MASK_FOLDERS[1], semi), ("validation", MASK_FOLDERS[0], validation),
+                ("train-semi", MASK_FOLDERS["train-semi"], semi), ("validation", MASK_FOLDERS["validation"], validation),
                 ("test", None, [(image, None) for image in meta.split_images(subset, "test")])):
             check_deep(by_split[images], os.path.join(out, images), by_split.get(masks),
                        os.path.join(out, masks) if masks else None, pairs, workers, quiet)

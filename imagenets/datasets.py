@@ -23,14 +23,11 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from .codec import open_image, read_mask, write_mask
-from .errors import UserError, warn
+from .errors import UserError, first_few, warn
 from .idmaps import as_ids
 from .metadata import SOURCE_CACHE, Metadata, cache_complete, load_metadata, resolve_source
-from .subsets import IGNORE, Subset, get_subset
+from .subsets import IGNORE, MASK_FOLDERS, SPLITS, Subset, get_subset, subset_folder
 
-SPLITS = ("train", "train-semi", "validation", "test")
-#: Split -> folder of its masks (splits without masks are absent).
-MASK_FOLDERS = {"validation": "validation-segmentation", "train-semi": "train-semi-segmentation"}
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 #: How many missing paths an error names.
 SHOW = 3
@@ -40,12 +37,9 @@ FROM_TREE = "tree"
 
 def subset_root(root: Union[str, "os.PathLike[str]"], subset: Subset) -> Path:
     """``root`` itself if it is the subset's folder, else ``root/ImageNetS{K}`` (``root`` = DEST)."""
-    root = Path(root).expanduser()
-    inner = root / subset.name
-    if inner.is_dir():
-        return inner
-    if root.is_dir() and (root.name == subset.name or any((root / s).is_dir() for s in SPLITS)):
-        return root
+    found = subset_folder(root, subset)
+    if found is not None:
+        return found
     raise UserError(f"{root} holds no {subset.name}/ folder: pass the --save-dir of `imagenets prepare` "
                     f"(or DEST/{subset.name}); build it with `imagenets prepare --mode {subset.mode}`")
 
@@ -53,7 +47,7 @@ def subset_root(root: Union[str, "os.PathLike[str]"], subset: Subset) -> Path:
 def _missing_error(what: str, missing: List[str], total: int, root: Path, split: str, subset: Subset) -> UserError:
     step = "annotations" if what == "masks" else split
     return UserError(f"{len(missing)} of {total} {split} {what} are missing under {root} (first: "
-                     f"{', '.join(missing[:SHOW])}): complete the tree with `imagenets prepare --mode "
+                     f"{first_few(missing, SHOW)}): complete the tree with `imagenets prepare --mode "
                      f"{subset.mode} --steps {step}`, and check it with `imagenets verify`")
 
 

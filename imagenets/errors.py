@@ -31,11 +31,14 @@ def info(message: str, quiet: bool = False) -> None:
 SHOW = 5
 
 
-def first_few(items, show: int = SHOW, fmt=str) -> str:
-    """``"a, b, c, ..."``: the first ``show`` items of a list for a message (``...`` when there are more)."""
+def first_few(items, show: int = SHOW, fmt=str, sep: str = ", ", counted: bool = False) -> str:
+    """``"a, b, c, ..."``: the first ``show`` items of a list for a message; ``...`` (with ``counted``,
+    ``... (N more)``) when there are more. Every "first few" in a message goes through here."""
     items = list(items)
-    head = ", ".join(fmt(item) for item in items[:show])
-    return head + (", ..." if len(items) > show else "")
+    head = sep.join(fmt(item) for item in items[:show])
+    if len(items) <= show:
+        return head
+    return head + sep + (f"... ({len(items) - show} more)" if counted else "...")
 
 
 def is_ours(exc: ModuleNotFoundError) -> bool:

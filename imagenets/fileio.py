@@ -201,8 +201,3 @@ def read_json(path: PathLike, what: str = "JSON file") -> Any:
     except json.JSONDecodeError as exc:
         raise UserError(f"{what} {path} is not valid JSON ({exc.msg} at line {exc.lineno}): "
                         "fix or regenerate it") from None
-
-
-def read_lines(path: PathLike) -> list:
-    """Non-empty lines of a text list file (the official lists end without a final newline)."""
-    return [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]

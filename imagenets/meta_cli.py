@@ -7,7 +7,7 @@ import json
 from typing import Any, Dict, Optional
 
 from .cli import Command, add_meta_argument, add_quiet_argument
-from .errors import UserError, info
+from .errors import UserError, first_few, info
 from .metadata import (SOURCE_CACHE, SOURCE_HINT, Metadata, cache_dir, cache_files, cache_problems, fill_cache,
                        resolve_source)
 from .subsets import META_COMMIT, SUBSETS
@@ -64,7 +64,7 @@ def _cache_state(report: Dict[str, Any]) -> str:
     parts = [f"{report['cache_missing']} of {total} files missing"] if report["cache_missing"] else []
     changed = report["cache_changed"]
     if changed:
-        named = ", ".join(changed[:3]) + (", ..." if len(changed) > 3 else "")
+        named = first_few(changed, 3)
         parts.append(f"{len(changed)} of {total} files not verified ({named}: not the pinned SHA-256)")
     return "incomplete, " + "; ".join(parts)
 

@@ -5,8 +5,10 @@ Every script reads subsets from here (like cityscapesScripts' ``labels.py``).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
-from typing import Dict, Tuple, Union
+from pathlib import Path
+from typing import Dict, Optional, Tuple, Union
 
 from .errors import UserError
 
@@ -19,7 +21,12 @@ META_COMMIT = "b2312ba7396151f883362bdc86d71469aa81066e"
 #: Release address of the annotation archives (``{base}/ImageNetS{K}-{hex}.zip``).
 RELEASE_URL = "https://github.com/LUSSeg/ImageNet-S/releases/download/ImageNet-S"
 
+#: The splits of a prepared subset, each a folder of DEST/ImageNetS{K}/.
 SPLITS = ("train", "train-semi", "validation", "test")
+#: Split -> the folder of its masks, beside the split's images (the official archive's names too).
+MASK_FOLDERS = {"validation": "validation-segmentation", "train-semi": "train-semi-segmentation"}
+#: The splits a submission covers: test for the server, validation for a local check.
+SUBMISSION_SPLITS = ("test", "validation")
 
 
 @dataclass(frozen=True)
@@ -105,3 +112,13 @@ def get_subset(mode: Union[int, str, Subset]) -> Subset:
     except (ValueError, KeyError):
         raise UserError(f"unknown --mode {mode!r}: use one of {', '.join(MODES)} "
                         "(ImageNet-S50, -S300, -S919)") from None
+
+
+def subset_folder(path: Union[str, "os.PathLike[str]"], subset: Subset) -> Optional[Path]:
+    """The prepared subset folder from DEST or DEST/ImageNetS{K} itself; None when it is neither."""
+    root = Path(path).expanduser()
+    if (root / subset.name).is_dir():
+        return root / subset.name
+    if root.is_dir() and (root.name == subset.name or any((root / split).is_dir() for split in SPLITS)):
+        return root
+    return None

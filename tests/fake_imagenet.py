@@ -19,11 +19,10 @@ from PIL import Image
 from imagenets.codec import encode
 from imagenets.fileio import PathLike, atomic_path
 from imagenets.metadata import train_semi_source
-from imagenets.subsets import IGNORE, OTHER, Subset, get_subset
+from imagenets.subsets import IGNORE, MASK_FOLDERS, OTHER, SPLITS, Subset, get_subset
 
 #: ImageNet classes in no ImageNet-S subset do exist; fake ones stand for them (outside every list).
 OUTSIDE_WNIDS = ("n99999901", "n99999902")
-SPLITS = ("train", "train-semi", "validation", "test")
 _VARIANTS = 4
 
 
@@ -148,8 +147,8 @@ def annotation_entries(meta, subset: Union[int, str, Subset],
     class_ids = {wnid: i + 1 for i, wnid in enumerate(meta.categories(subset))}
     cache: Dict[int, bytes] = {}
     entries: Dict[str, bytes] = {}
-    for folder, pairs in (("validation-segmentation", meta.validation_names(subset)),
-                          ("train-semi-segmentation", meta.train_semi_names(subset))):
+    for folder, pairs in ((MASK_FOLDERS["validation"], meta.validation_names(subset)),
+                          (MASK_FOLDERS["train-semi"], meta.train_semi_names(subset))):
         for _, mask_rel in pairs:
             class_id = class_ids.get(mask_rel.split("/", 1)[0], OTHER)
             if class_id not in cache:

@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Tuple
 
 from imagenets.codec import CONVERT_HINT, ENCODING_HINT, MAX_PIXELS, png_header, read_mask, too_large
-from imagenets.errors import UserError
+from imagenets.errors import UserError, first_few
 from imagenets.progress import progress
 
 COLOR_TYPES = {0: "grayscale (L)", 2: "RGB", 3: "palette (P)", 4: "grayscale+alpha (LA)", 6: "RGBA"}
 #: Grayscale (colour type 0) by bit depth: what Pillow opens it as.
 GRAY_DEPTHS = {8: "8-bit grayscale (L)", 16: "16-bit grayscale (I;16)"}
-SHOW = 5  # how many paths a report names
 
 
 @dataclass(frozen=True)
@@ -40,11 +39,6 @@ def make_pairs(mask_names: Iterable[str], gt_dir: Path, pred_dir: Path) -> List[
     return [Pair(n, gt_dir / n, pred_dir / n) for n in mask_names]
 
 
-def _first(paths: Sequence, show: int = SHOW) -> str:
-    head = ", ".join(str(p) for p in paths[:show])
-    return head + (", ..." if len(paths) > show else "")
-
-
 def check_directories(gt_dir: Path, pred_dir: Path) -> None:
     for flag, d in (("--gt-dir", gt_dir), ("--predict-dir", pred_dir)):
         if not Path(d).is_dir():
@@ -56,12 +50,12 @@ def check_present(pairs: Sequence[Pair]) -> None:
     missing_pred = [p.pred for p in pairs if not os.path.isfile(p.pred)]
     if missing_pred:
         raise UserError(f"{len(missing_pred)} of {len(pairs)} prediction PNGs are missing "
-                        f"(first: {_first(missing_pred)}): write one <wnid>/<name>.png per listed image "
+                        f"(first: {first_few(missing_pred)}): write one <wnid>/<name>.png per listed image "
                         "under --predict-dir, or check --predict-dir and --mode")
     missing_gt = [p.gt for p in pairs if not os.path.isfile(p.gt)]
     if missing_gt:
         raise UserError(f"{len(missing_gt)} of {len(pairs)} ground-truth PNGs are missing "
-                        f"(first: {_first(missing_gt)}): point --gt-dir at the validation-segmentation "
+                        f"(first: {first_few(missing_gt)}): point --gt-dir at the validation-segmentation "
                         "folder of the same subset as --mode")
 
 

@@ -96,10 +96,6 @@ def load_match(path: PathLike, num_classes: int) -> Match:
     return parse_match(read_json(path, "match file"), num_classes, source=f"match file {path}", path=str(path))
 
 
-def optional_match(path: Optional[PathLike], num_classes: int) -> Optional[Match]:
-    return None if path is None else load_match(path, num_classes)
-
-
 def match_to_json(assignment: Union[np.ndarray, Dict[int, int], Match]) -> Dict[str, int]:
     """The spec's JSON object: "1".."N" in order, then "0"."""
     if isinstance(assignment, Match):

@@ -277,9 +277,5 @@ def extra_metrics(counts: np.ndarray) -> Dict[str, float]:
             "fw_iou": float((g[seen] / total * iou(counts[0, _I], counts[0, _P], counts[0, _G])[seen]).sum())}
 
 
-def summary_only(result: Dict[str, object]) -> List[float]:
-    return [result[k] for k in SUMMARY_KEYS]  # type: ignore[misc]
-
-
 def nan_to_none(value: Optional[float]) -> Optional[float]:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value

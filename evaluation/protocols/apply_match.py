@@ -18,13 +18,13 @@ import numpy as np
 
 from imagenets.cli import Command, add_quiet_argument, add_workers_argument
 from imagenets.codec import MAX_ID, read_mask, write_mask
-from imagenets.errors import UserError, info, warn
+from imagenets.errors import UserError, first_few, info, warn
 from imagenets.fileio import check_outputs, read_json, write_json_atomic
 from imagenets.subsets import MODES, SUBSETS, get_subset
 from imagenets.walk import walk_files
 
 from imagenets.evaluation.engine.matchfile import UNCOVERED, Match, load_match, match_to_json
-from imagenets.evaluation.engine.inputs import SHOW
+from imagenets.errors import SHOW
 from imagenets.evaluation.protocols.rules import APPLIED_MARKER
 from imagenets.evaluation.engine.parallel import map_reduce
 
@@ -145,8 +145,7 @@ def apply_match(predict_dir: Path, match_file: Path, output_dir: Path, mode: Opt
     work = _ApplyChunk(predict_dir, output_dir, apply_lut(match, num_classes), match.covered, since, force)
     map_reduce(names, work, stats.merge, workers=workers, quiet=quiet, desc="applying match")
     if stats.uncovered_pixels:
-        ids = ", ".join(str(v) for v in stats.uncovered_ids[:SHOW]) + (
-            ", ..." if len(stats.uncovered_ids) > SHOW else "")
+        ids = first_few(stats.uncovered_ids)
         warn(f"{stats.uncovered_pixels} pixels in {len(stats.uncovered_images)} images (first: "
              f"{stats.uncovered_images[0]}) have ids the match does not cover (ids {ids}): ids above "
              f"{num_classes} were kept, ids 1..{num_classes} were written as {UNCOVERED}; both are out of "

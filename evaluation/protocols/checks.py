@@ -12,15 +12,15 @@ from typing import Collection, Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from imagenets.codec import MAX_ID, MAX_PIXELS, open_image, read_mask
-from imagenets.errors import UserError
+from imagenets.errors import UserError, first_few
 from imagenets.metadata import Metadata
-from imagenets.subsets import Subset
+from imagenets.subsets import SUBMISSION_SPLITS, Subset
 from imagenets.walk import walk_files
 
-from imagenets.evaluation.engine.inputs import COLOR_TYPES, SHOW, png_header
+from imagenets.evaluation.engine.inputs import COLOR_TYPES, png_header
+from imagenets.errors import SHOW
 from imagenets.evaluation.engine.parallel import map_reduce
 
-SPLITS = ("test", "validation")
 
 #: Kinds of problem in report order, with what a report line says about them.
 KINDS: Dict[str, str] = {
@@ -43,7 +43,7 @@ def split_entries(meta: Metadata, subset: Subset, split: str) -> List[Tuple[str,
         return meta.validation_names(subset)
     if split == "test":
         return [(image, os.path.splitext(image)[0] + ".png") for image in meta.split_images(subset, "test")]
-    raise UserError(f"--split {split!r}: use one of {', '.join(SPLITS)}")
+    raise UserError(f"--split {split!r}: use one of {', '.join(SUBMISSION_SPLITS)}")
 
 
 def zip_folders(masks: Iterable[str]) -> List[str]:
@@ -60,8 +60,9 @@ def zip_folders(masks: Iterable[str]) -> List[str]:
 def split_hint(meta: Metadata, subset: Subset, split: str, present: Iterable[str]) -> str:
     """Which ``--split`` the files fit, when that is another split than ``split`` ("" otherwise)."""
     have = set(present)
-    fits = {name: len(have & {mask for _image, mask in split_entries(meta, subset, name)}) for name in SPLITS}
-    best = max(SPLITS, key=lambda name: fits[name])
+    fits = {name: len(have & {mask for _image, mask in split_entries(meta, subset, name)})
+            for name in SUBMISSION_SPLITS}
+    best = max(SUBMISSION_SPLITS, key=lambda name: fits[name])
     if best == split or fits[best] <= fits[split]:
         return ""
     return (f"the files look like {subset.name} {best} predictions ({fits[best]} of its PNGs are there, "
@@ -80,10 +81,6 @@ def allowed_ids(num_classes: int, mapping: Optional[Dict[int, int]] = None) -> n
 
 def allowed_text(num_classes: int, mapping: Optional[Dict[int, int]] = None) -> str:
     return f"0..{num_classes}" if mapping is None else "0 and the cluster ids match.json covers"
-
-
-def _first(items: Sequence[str], show: int = SHOW) -> str:
-    return ", ".join(items[:show]) + (", ..." if len(items) > show else "")
 
 
 @dataclass
@@ -111,7 +108,7 @@ class CheckReport:
     def lines(self, show: int = SHOW) -> List[str]:
         """One line per kind: count, what, and the first few paths."""
         return [f"  {kind}: {len(self.problems[kind])} {self.labels[kind]} (first: "
-                f"{_first(self.problems[kind], show)})" for kind in KINDS if kind in self.problems]
+                f"{first_few(self.problems[kind], show)})" for kind in KINDS if kind in self.problems]
 
     def as_json(self) -> Dict[str, object]:
         return {"ok": self.ok, "problems": {kind: {"count": len(self.problems[kind]), "what": self.labels[kind],
@@ -209,8 +206,7 @@ class _PixelCheck:
         bad = ~self.allowed[ids]
         if bad.any():
             values = np.unique(ids[bad])
-            shown = ", ".join(str(v) for v in values[:SHOW]) + (", ..." if values.size > SHOW else "")
-            report.add("out-of-range", f"{item.name} ({int(bad.sum())} pixels, ids {shown})")
+            report.add("out-of-range", f"{item.name} ({int(bad.sum())} pixels, ids {first_few(values)})")
 
 
 def check_pixels(report: CheckReport, items: Sequence[PixelItem], allowed: Optional[np.ndarray],

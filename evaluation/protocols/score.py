@@ -20,7 +20,7 @@ from imagenets.cli import (Command, add_device_argument, add_meta_argument, add_
 from imagenets.errors import UserError, warn
 from imagenets.fileio import check_outputs
 from imagenets.metadata import Metadata, load_metadata
-from imagenets.subsets import Subset, get_subset
+from imagenets.subsets import SUBMISSION_SPLITS, Subset, get_subset
 from imagenets.zipsafe import (DEFAULT_MAX_ENTRIES, DEFAULT_MAX_SIZE, Entry, exit_on_sigterm, extract_entries,
                                open_zip, parse_size, read_capped, vet_entries)
 
@@ -30,7 +30,7 @@ from imagenets.evaluation.engine.matchfile import Match, parse_match
 from imagenets.evaluation.protocols.rules import (MATCH_FILE, MATCH_MAX_BYTES, METHOD_FILE, METHOD_LABELS,
                                                   METHOD_MAX_BYTES, PROTOCOLS, get_protocol, match_rule,
                                                   parse_method_text)
-from imagenets.evaluation.protocols.checks import (SPLITS, CheckReport, PixelItem, check_listing, check_pixels,
+from imagenets.evaluation.protocols.checks import (CheckReport, PixelItem, check_listing, check_pixels,
                                                    split_entries, split_hint, zip_folders)
 
 REBUILD = "rebuild the zip with `imagenets submission` (or the official tools)"
@@ -139,7 +139,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gt-dir", required=True, type=Path, metavar="DIR",
                         help="ground truth of the split: the subset's validation-segmentation folder")
     add_mode_argument(parser)
-    parser.add_argument("--split", choices=SPLITS, default="validation",
+    parser.add_argument("--split", choices=SUBMISSION_SPLITS, default="validation",
                         help="the split the submission covers (test ground truth is the benchmark's own)")
     parser.add_argument("--protocol", choices=list(PROTOCOLS), default=None,
                         help="the competition the zip is meant for (method.txt does not say): checks its "

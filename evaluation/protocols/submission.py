@@ -23,14 +23,14 @@ from imagenets.errors import UserError, info, warn
 from imagenets.fileio import atomic_path, check_outputs, read_json, write_json_atomic
 from imagenets.metadata import Metadata, load_metadata
 from imagenets.progress import progress
-from imagenets.subsets import Subset, get_subset
+from imagenets.subsets import SUBMISSION_SPLITS, Subset, get_subset
 
 from imagenets.zipsafe import exit_on_sigterm
 
 from imagenets.evaluation.engine.matchfile import load_match, match_to_json
 from imagenets.evaluation.protocols.rules import (APPLIED_MARKER, MATCH_FILE, METHOD_FIELDS, METHOD_FILE, PROTOCOLS,
                                                   get_protocol, match_rule, method_text, protocols_help)
-from imagenets.evaluation.protocols.checks import (SPLITS, CheckReport, PixelItem, allowed_ids, allowed_text,
+from imagenets.evaluation.protocols.checks import (CheckReport, PixelItem, allowed_ids, allowed_text,
                                                    check_listing, check_pixels, list_files, split_entries,
                                                    split_hint, zip_folders)
 
@@ -123,7 +123,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="predictions: one <wnid>/<name>.png per image of the split (id = R + 256*G), "
                              "nothing else")
     add_mode_argument(parser)
-    parser.add_argument("--split", choices=SPLITS, default="test",
+    parser.add_argument("--split", choices=SUBMISSION_SPLITS, default="test",
                         help="which split the predictions cover: test (the benchmark's) or validation "
                              "(to score locally with `imagenets score`)")
     parser.add_argument("--protocol", required=True, choices=list(PROTOCOLS),

@@ -22,7 +22,7 @@ from ..cli import Command, add_quiet_argument, add_workers_argument, all_command
 from ..errors import UserError, info
 from ..fileio import read_json, write_json_atomic
 from ..metadata import load_metadata
-from ..subsets import get_subset
+from ..subsets import MASK_FOLDERS, get_subset
 from .synthetic import write_synthetic_dataset, write_synthetic_meta
 
 MODE = 50
@@ -67,7 +67,7 @@ class Demo:
     @property
     def gt_dir(self) -> Path:
         assert self.subset_dir is not None
-        return self.subset_dir / "validation-segmentation"
+        return self.subset_dir / MASK_FOLDERS["validation"]
 
     def predictions(self, split: str) -> Path:
         return self.out / "predictions" / split

@@ -21,7 +21,7 @@ from ..errors import UserError
 from ..metadata import train_semi_source
 from ..fileio import PathLike, atomic_path, write_text_atomic
 from ..progress import progress
-from ..subsets import IGNORE, OTHER, Subset, get_subset
+from ..subsets import IGNORE, MASK_FOLDERS, OTHER, Subset, get_subset
 
 SubsetLike = Union[Subset, int, str]
 
@@ -437,7 +437,7 @@ def write_synthetic_dataset(out_dir: PathLike, meta, subset: SubsetLike, *, layo
         for number, (src, dst) in enumerate(pairs):
             photo = base / "val" / src if archive is not None else base / split / dst
             pred = str(predictions / split / (os.path.splitext(dst)[0] + ".png"))
-            extra = mask_target("validation-segmentation", os.path.splitext(dst)[0] + ".png") \
+            extra = mask_target(MASK_FOLDERS["validation"], os.path.splitext(dst)[0] + ".png") \
                 if split == "validation" else {}
             items.append(Item(_OFFSET[split] + number, _class_of(dst, class_ids, subset, f"{split} mapping"),
                               pred=pred, photos=(str(photo),), **extra))
@@ -449,7 +449,7 @@ def write_synthetic_dataset(out_dir: PathLike, meta, subset: SubsetLike, *, layo
         photos = (str(base / "train" / source),) if archive is not None else (
             str(base / "train-semi" / image), str(base / "train" / source))
         items.append(Item(_OFFSET["train-semi"] + number, _class_of(mask, class_ids, subset, "train-semi list"),
-                          photos=photos, **mask_target("train-semi-segmentation", mask)))
+                          photos=photos, **mask_target(MASK_FOLDERS["train-semi"], mask)))
     train = 0
     for wnid, class_id in class_ids.items():
         for n in range(train_per_class):
