@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Dict, List
@@ -18,6 +17,8 @@ from imagenets.evaluation.engine.metrics import SUMMARY_KEYS
 from imagenets.codec import read_mask, write_mask
 from imagenets.metadata import load_metadata
 from imagenets.demo.synthetic import write_synthetic_benchmark, write_synthetic_meta
+
+from helpers import assert_one_error, exit_status, run_tool
 
 K = 50
 IMAGES = 8
@@ -45,26 +46,6 @@ def case(pristine, tmp_path) -> Dict[str, Path]:
 def base_args(case: Dict[str, Path]) -> List[str]:
     return ["--predict-dir", str(case["pred"]), "--gt-dir", str(case["gt"]), "--mode", str(K),
             "--meta-dir", str(case["meta"]), "--workers", "0", "--quiet"]
-
-
-def assert_one_error(rc: int, err: str, *needles: str) -> str:
-    """Exit status 2, no traceback, exactly one ``error:`` line (the last one), holding every needle."""
-    assert rc == 2
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("error:")]
-    assert len(errors) == 1 and lines[-1] == errors[0], err
-    for needle in needles:
-        assert needle in errors[0], f"{needle!r} not in {errors[0]!r}"
-    return errors[0]
-
-
-def exit_status(entry, args: List[str]) -> int:
-    """What ``entry(args)`` returns, or the status it exits with (argparse refuses by exiting)."""
-    try:
-        return entry(args)
-    except SystemExit as exc:
-        return exc.code
 
 
 def pred_path(case, index: int = 0) -> Path:
@@ -243,10 +224,6 @@ def test_missing_match_file_is_named(case, capsys):
 
 
 # ---- the installed ways in --------------------------------------------------------------------
-
-def run_tool(argv: List[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, cwd=str(cwd), capture_output=True, text=True, timeout=120)
-
 
 def test_console_script_and_script_file_work(case):
     script = shutil.which("imagenets-evaluate")
