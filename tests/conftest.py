@@ -24,6 +24,7 @@ from helpers import K, SUBSET, small_meta
 from imagenets.codec import write_mask
 from imagenets.datapreparation.prepare import COMMAND as PREPARE
 from imagenets.metadata import Metadata, load_metadata
+from skip_summary import pytest_terminal_summary  # noqa: F401 (a hook: one line per skip reason)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("IMAGENETS_SHARED_DIR", REPO.parent / "shared"))
@@ -39,7 +40,9 @@ def pytest_configure(config) -> None:
 
 def _need(path: Path) -> Path:
     if not path.exists():
-        pytest.skip(f"{path} is absent: the shared material (official lists, golden cases) "
+        # One reason for every test when the whole folder is absent (the summary shows it once).
+        missing = SHARED if not SHARED.exists() else path
+        pytest.skip(f"{missing} is absent: the shared material (official lists, golden cases) "
                     "sits at ../shared beside the checkout; set IMAGENETS_SHARED_DIR to point elsewhere")
     return path
 
