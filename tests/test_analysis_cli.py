@@ -13,7 +13,12 @@ from imagenets.codec import read_mask, write_mask
 from imagenets.evaluation import aggregate, compare, match
 from imagenets.evaluation.engine.metrics import EXTRA_KEYS, SUMMARY_KEYS
 from imagenets.evaluation.evaluator import COMMAND as EVALUATE
-from test_evaluator_cli import IMAGES, K, assert_one_error, base_args, case, exit_status, pristine  # noqa: F401
+from helpers import IMAGES, K, assert_one_error, base_args, exit_status
+
+
+@pytest.fixture
+def case(eval_case):
+    return eval_case
 
 
 def evaluate(case, *extra: str) -> dict:

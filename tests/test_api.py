@@ -29,7 +29,7 @@ from imagenets.codec import read_mask
 from imagenets.metadata import ENV_META_DIR, load_metadata
 from imagenets.subsets import IGNORE, get_subset
 
-from test_conformance import assert_matches_expected  # noqa: E402  (tests/ is on sys.path)
+from helpers import assert_matches_expected
 
 REPO = Path(__file__).resolve().parents[1]
 K = 50

@@ -13,17 +13,8 @@ from imagenets.evaluation.engine.matchfile import load_match, match_to_json
 from imagenets.metadata import load_metadata
 from imagenets.subsets import get_subset
 
-TOL = 0.01
+from helpers import assert_matches_expected
 
-
-def assert_matches_expected(result, expected):
-    for key, value in expected.items():
-        if key == "IoUs":
-            assert len(result[key]) == len(value)
-            worst = max(abs(a - b) for a, b in zip(result[key], value))
-            assert worst < TOL, f"per-class IoU off by {worst}"
-        else:
-            assert result[key] == pytest.approx(value, abs=TOL), key
 
 
 @pytest.fixture(scope="module")

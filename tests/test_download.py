@@ -17,7 +17,7 @@ from imagenets.download import ChecksumError, DownloadError, download
 from imagenets.errors import UserError
 from imagenets.metadata import cache_dir, cache_files, load_metadata
 from imagenets.subsets import SUBSETS
-from metadata_shapes import cut_in_half, official_data_py, read_class_names
+from helpers import cut_in_half, official_data_py, read_class_names
 
 DROPPED = "mapping/ImageNetS_im919_mapping_test.txt"
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict
 
 import numpy as np
 import pytest
@@ -16,55 +15,13 @@ from PIL import Image
 from imagenets.evaluation.evaluator import COMMAND
 from imagenets.evaluation.engine.metrics import SUMMARY_KEYS
 from imagenets.codec import read_mask, write_mask
-from imagenets.metadata import load_metadata
-from imagenets.demo.synthetic import write_synthetic_benchmark, write_synthetic_meta
 
-K = 50
-IMAGES = 8
-
-
-@pytest.fixture(scope="session")
-def pristine(tmp_path_factory) -> Path:
-    """A tiny synthetic ImageNet-S50 (8 validation pairs, 24-48 px); copied per test, never modified."""
-    root = tmp_path_factory.mktemp("pristine")
-    meta = load_metadata(write_synthetic_meta(root / "meta", K, validation=IMAGES, test=0, train_semi=0))
-    write_synthetic_benchmark(root / "case", meta, K, sides=(24, 48), permute=False, quiet=True)
-    return root
+from helpers import IMAGES, K, assert_one_error, base_args, exit_status, run_tool
 
 
 @pytest.fixture
-def case(pristine, tmp_path) -> Dict[str, Path]:
-    """A private copy: ``meta``, ``gt``, ``pred`` directories and the ordered mask paths ``masks``."""
-    shutil.copytree(pristine, tmp_path / "data")
-    root = tmp_path / "data"
-    masks = [m for _i, m in load_metadata(root / "meta").validation_names(K)]
-    return {"meta": root / "meta", "gt": root / "case" / "gt", "pred": root / "case" / "pred",
-            "masks": masks, "tmp": tmp_path}
-
-
-def base_args(case: Dict[str, Path]) -> List[str]:
-    return ["--predict-dir", str(case["pred"]), "--gt-dir", str(case["gt"]), "--mode", str(K),
-            "--meta-dir", str(case["meta"]), "--workers", "0", "--quiet"]
-
-
-def assert_one_error(rc: int, err: str, *needles: str) -> str:
-    """Exit status 2, no traceback, exactly one ``error:`` line (the last one), holding every needle."""
-    assert rc == 2
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("error:")]
-    assert len(errors) == 1 and lines[-1] == errors[0], err
-    for needle in needles:
-        assert needle in errors[0], f"{needle!r} not in {errors[0]!r}"
-    return errors[0]
-
-
-def exit_status(entry, args: List[str]) -> int:
-    """What ``entry(args)`` returns, or the status it exits with (argparse refuses by exiting)."""
-    try:
-        return entry(args)
-    except SystemExit as exc:
-        return exc.code
+def case(eval_case) -> Dict[str, Path]:
+    return eval_case
 
 
 def pred_path(case, index: int = 0) -> Path:
@@ -251,10 +208,6 @@ def test_missing_match_file_is_named(case, capsys):
 
 
 # ---- the installed ways in --------------------------------------------------------------------
-
-def run_tool(argv: List[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, cwd=str(cwd), capture_output=True, text=True, timeout=120)
-
 
 def test_console_script_and_script_file_work(case):
     script = shutil.which("imagenets-evaluate")

@@ -9,6 +9,8 @@ import pytest
 
 from imagenets.evaluation.engine.kernel import boundary_mask, boundary_width, joint_table
 
+from helpers import brute_boundary, table_as_dict
+
 ndimage = pytest.importorskip("scipy.ndimage")
 
 
@@ -21,18 +23,6 @@ def reference_boundary(ids: np.ndarray, d: int) -> np.ndarray:
     ys, xs = np.mgrid[0:h, 0:w]
     near_edge = (ys < d) | (ys >= h - d) | (xs < d) | (xs >= w - d)
     return differs | near_edge
-
-
-def brute_boundary(ids: np.ndarray, d: int) -> np.ndarray:
-    """Pixel by pixel, straight from the spec's words."""
-    h, w = ids.shape
-    out = np.zeros((h, w), dtype=bool)
-    for y, x in itertools.product(range(h), range(w)):
-        if y - d < 0 or x - d < 0 or y + d >= h or x + d >= w:
-            out[y, x] = True
-        else:
-            out[y, x] = bool((ids[y - d:y + d + 1, x - d:x + d + 1] != ids[y, x]).any())
-    return out
 
 
 def blob_mask(rng: np.random.Generator, h: int, w: int, n_ids: int) -> np.ndarray:
@@ -105,18 +95,6 @@ def brute_table(gt, pred, k, d):
         key = (int(gt[y, x]), q if 0 <= q <= k else "out", int(gb[y, x]), int(pb[y, x]))
         counts[key] = counts.get(key, 0) + 1
     return counts
-
-
-def table_as_dict(table):
-    out = {}
-    cols = [int(q) for q in table.pred_ids] + ["out"]
-    for gi, g in enumerate(table.gt_ids):
-        for qi, q in enumerate(cols):
-            for bg, bp in itertools.product((0, 1), (0, 1)):
-                n = int(table.counts[gi, qi, bg, bp])
-                if n:
-                    out[(int(g), q, bg, bp)] = n
-    return out
 
 
 @pytest.mark.parametrize("seed", range(8))

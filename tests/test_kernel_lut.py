@@ -11,7 +11,7 @@ from imagenets.evaluation.engine.kernel import boundary_width, joint_table
 from imagenets.evaluation.engine.matchfile import UNCOVERED, Match
 from imagenets.evaluation.engine.metrics import SegmentationMetrics
 
-from test_kernel import brute_boundary, table_as_dict  # noqa: E402  (tests/ is on sys.path)
+from helpers import brute_boundary, table_as_dict
 
 
 def blobs(rng, h, w, ids):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -36,10 +37,24 @@ def test_commands_work_from_a_folder_with_its_own_evaluation_package(tmp_path):
     for name in ("evaluation", "datapreparation"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "__init__.py").write_text("raise ImportError('not the toolbox')\n")
-    for command in ("match", "evaluate", "prepare"):
-        done = subprocess.run([sys.executable, "-m", "imagenets", command, "--help"], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0 and "usage: imagenets " + command in done.stdout, done.stderr
+    # `python -m imagenets CMD --help` for each command, in one interpreter (torch loads once): the
+    # folder is on sys.path[0] as with -m, and each command still imports its own modules first.
+    done = run_python("import contextlib, io, json, runpy, sys\n"
+                      "said = {}\n"
+                      "for command in ('match', 'evaluate', 'prepare'):\n"
+                      "    sys.argv = ['imagenets', command, '--help']\n"
+                      "    out = io.StringIO()\n"
+                      "    with contextlib.redirect_stdout(out):\n"
+                      "        try:\n"
+                      "            runpy.run_module('imagenets', run_name='__main__', alter_sys=True)\n"
+                      "            code = None\n"
+                      "        except SystemExit as exc:\n"
+                      "            code = exc.code\n"
+                      "    said[command] = [code, out.getvalue()]\n"
+                      "print(json.dumps(said))", tmp_path)
+    assert done.returncode == 0, done.stderr
+    for command, (code, out) in json.loads(done.stdout).items():
+        assert code == 0 and "usage: imagenets " + command in out, (command, done.stderr)
 
 
 def test_installed_packages_all_live_under_the_one_import_name():

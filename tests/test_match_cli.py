@@ -17,7 +17,7 @@ from imagenets.codec import read_mask, write_mask
 from imagenets.metadata import load_metadata
 from imagenets.demo.synthetic import write_synthetic_benchmark, write_synthetic_meta
 
-from test_evaluator_cli import assert_one_error, exit_status, run_tool  # noqa: E402  (tests/ is on sys.path)
+from helpers import assert_one_error, exit_status, run_tool
 
 K = 50
 IMAGES = 10

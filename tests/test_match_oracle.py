@@ -14,7 +14,7 @@ import pytest
 from imagenets.evaluation.engine.matchfile import Match
 from imagenets.evaluation.engine.metrics import SegmentationMetrics
 
-from test_metrics_oracle import IGNORE, Reference, assert_same, blobs  # noqa: E402  (tests/ is on sys.path)
+from helpers import IGNORE, Reference, assert_same, blobs, spec_boundary
 
 #: What an uncovered id becomes: outside 0..K for every K here.
 OUT = 10 ** 6
@@ -83,7 +83,6 @@ def test_match_through_the_kernel_equals_the_spec_text(seed, k, n):
 
 
 def test_square_boundary_agrees_with_the_filter_reference():
-    from test_metrics_oracle import spec_boundary
     rng = np.random.default_rng(4)
     for _ in range(20):
         h, w = (int(v) for v in rng.integers(1, 40, size=2))

@@ -14,7 +14,7 @@ from imagenets import cli, digests
 from imagenets.errors import UserError
 from imagenets.metadata import Metadata, cache_dir, load_metadata, names_from_constant, read_data_py
 from imagenets.subsets import SUBSETS
-from metadata_shapes import cut_in_half, official_data_py, read_class_names
+from helpers import cut_in_half, official_data_py, read_class_names
 
 
 def read_classnames(meta_dir: Path, k: int) -> dict:

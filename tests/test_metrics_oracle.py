@@ -1,121 +1,20 @@
-"""``SegmentationMetrics`` against a plain, slow reference written from spec/evaluation.md."""
+"""``SegmentationMetrics`` against a plain, slow reference written from spec/evaluation.md (``helpers.Reference``)."""
 
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Tuple
+from typing import List, Tuple
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imagenets.evaluation.engine.metrics import SUMMARY_KEYS, SegmentationMetrics
+from imagenets.evaluation.engine.metrics import SegmentationMetrics
 
-ndimage = pytest.importorskip("scipy.ndimage")
+from helpers import BUCKETS, IGNORE, Reference, assert_same, blobs
 
-IGNORE = 1000
-BUCKETS = ("S", "MS", "ML", "L")
-
-
-# ---- the reference: loops over classes, scipy filters, one image at a time --------------------
-
-def spec_boundary(ids: np.ndarray) -> np.ndarray:
-    """Boundary map ``id + 1`` on boundary pixels, 0 elsewhere (spec step 3)."""
-    h, w = ids.shape
-    d = max(1, round(0.03 * math.sqrt(h * h + w * w)))
-    size = 2 * d + 1
-    hi = ndimage.maximum_filter(ids, size=size, mode="constant", cval=np.iinfo(np.int64).max)
-    lo = ndimage.minimum_filter(ids, size=size, mode="constant", cval=np.iinfo(np.int64).min)
-    is_boundary = (hi != ids) | (lo != ids)
-    return np.where(is_boundary, ids + 1, 0)
-
-
-def bucket_of(n_c: int, n: int) -> str:
-    s = -(-100 * n_c // n)  # exact ceil(100 * n_c / N)
-    if s <= 5:
-        return "S"
-    if s <= 25:
-        return "MS"
-    if s <= 50:
-        return "ML"
-    return "L"
-
-
-class Reference:
-    """The spec, literally."""
-
-    def __init__(self, k: int):
-        self.k = k
-        zero = lambda: [0] * (k + 1)  # noqa: E731
-        self.acc = {scope: {s: zero() for s in ("I", "P", "G", "BI", "BP", "BG")}
-                    for scope in ("all",) + BUCKETS}
-        self.correct = 0
-        self.f_values: List[float] = []
-
-    def add(self, gt: np.ndarray, pred: np.ndarray) -> None:
-        gt = gt.astype(np.int64)
-        pred = pred.astype(np.int64)
-        self.add_maps(gt, pred, spec_boundary(gt), spec_boundary(pred))
-
-    def add_maps(self, gt: np.ndarray, pred: np.ndarray, gb: np.ndarray, pb: np.ndarray) -> None:
-        """Steps 4 on: the ids and boundary maps of one image, any match already applied."""
-        keep = gt != IGNORE
-        g, p, gb, pb = gt[keep], pred[keep], gb[keep], pb[keep]
-        n = g.size
-
-        def add_counts(scope: str, where: np.ndarray) -> None:
-            a = self.acc[scope]
-            for c in range(self.k + 1):
-                a["I"][c] += int(((g == c) & (p == c) & where).sum())
-                a["P"][c] += int(((p == c) & where).sum())
-                a["G"][c] += int(((g == c) & where).sum())
-                a["BI"][c] += int(((gb == c + 1) & (pb == c + 1) & where).sum())
-                a["BP"][c] += int(((pb == c + 1) & where).sum())
-                a["BG"][c] += int(((gb == c + 1) & where).sum())
-
-        add_counts("all", np.ones(n, dtype=bool))
-        members: Dict[str, List[int]] = {b: [] for b in BUCKETS}
-        for c in range(1, self.k + 1):
-            n_c = int((g == c).sum())
-            if n_c:
-                members[bucket_of(n_c, n)].append(c)
-        for bucket, classes in members.items():
-            if classes:
-                add_counts(bucket, (g == 0) | np.isin(g, classes))
-
-        predicted = [int((p == c).sum()) for c in range(1, self.k + 1)]
-        best = 1
-        for c in range(1, self.k + 1):
-            if predicted[c - 1] > predicted[best - 1]:
-                best = c
-        if (g == best).any() and (p == best).any():
-            self.correct += 1
-
-        t, q = int((g > 0).sum()), int((p > 0).sum())
-        tp = int(((g > 0) & (p > 0)).sum())
-        recall, precision = tp / (t + 1e-20), tp / (q + 1e-20)
-        self.f_values.append(1.3 * precision * recall / (0.3 * precision + recall + 1e-20))
-
-    @staticmethod
-    def _iou(i: int, p: int, g: int) -> float:
-        den = g + p - i
-        return 100.0 * i / den if den else 0.0
-
-    def result(self) -> Dict[str, object]:
-        a = self.acc["all"]
-        ious = [self._iou(a["I"][c], a["P"][c], a["G"][c]) for c in range(self.k + 1)]
-        bious = [self._iou(a["BI"][c], a["BP"][c], a["BG"][c]) for c in range(self.k + 1)]
-        out: Dict[str, object] = {"mIoU": sum(ious) / len(ious), "mBIoU": sum(bious) / len(bious), "IoUs": ious}
-        for bucket in BUCKETS:
-            b = self.acc[bucket]
-            for prefix, (si, sp, sg) in (("", ("I", "P", "G")), ("B", ("BI", "BP", "BG"))):
-                vals = [self._iou(b[si][c], b[sp][c], b[sg][c]) for c in range(self.k + 1) if b[sg][c] > 0]
-                out[prefix + bucket] = sum(vals) / len(vals) if vals else math.nan
-        images = max(len(self.f_values), 1)
-        out["Acc"] = 100.0 * self.correct / images
-        out["FMeasure"] = 100.0 * sum(self.f_values) / images
-        return out
+pytest.importorskip("scipy.ndimage")  # the reference's boundary maps
 
 
 # ---- comparison -----------------------------------------------------------------------------
@@ -128,22 +27,6 @@ def run_both(k: int, images: List[Tuple[np.ndarray, np.ndarray]], split: int = 0
         ref.add(gt, pred)
         (second if split and index >= split else first).update(gt.astype(np.int32), pred.astype(np.int32))
     return ref.result(), first.merge(second).compute()
-
-
-def assert_same(expected: Dict[str, object], got: Dict[str, object]) -> None:
-    for key in SUMMARY_KEYS:
-        e, g = expected[key], got[key]
-        if isinstance(e, float) and math.isnan(e):
-            assert math.isnan(g), f"{key}: expected NaN, got {g}"
-        else:
-            assert g == pytest.approx(e, rel=1e-12, abs=1e-12), key
-    np.testing.assert_allclose(got["IoUs"], expected["IoUs"], rtol=1e-12, atol=1e-12)
-
-
-def blobs(rng: np.random.Generator, h: int, w: int, values: np.ndarray) -> np.ndarray:
-    cell = int(rng.integers(1, 6))
-    coarse = rng.choice(values, size=(h // cell + 1, w // cell + 1))
-    return np.kron(coarse, np.ones((cell, cell), dtype=np.int64))[:h, :w]
 
 
 def random_pair(rng: np.random.Generator, k: int) -> Tuple[np.ndarray, np.ndarray]:

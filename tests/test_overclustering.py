@@ -18,7 +18,7 @@ from imagenets.evaluation.protocols.apply_match import apply_match
 from imagenets.metadata import load_metadata
 from imagenets.subsets import IGNORE, get_subset
 
-from test_evaluator_cli import assert_one_error  # noqa: E402  (tests/ is on sys.path)
+from helpers import assert_one_error
 
 K = 50
 SUBSET = get_subset(K)

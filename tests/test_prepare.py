@@ -1,4 +1,7 @@
-"""`imagenets prepare` on fake ImageNet trees with the real file names: layout, reruns, crashes, conflicts."""
+"""`imagenets prepare` on fake ImageNet trees with the real file names: layout, reruns, crashes, conflicts.
+
+``inet50``, ``zip50`` and ``prepared50`` (conftest) are shared: tests that write use their own DEST.
+"""
 
 from __future__ import annotations
 
@@ -13,29 +16,12 @@ import pytest
 from imagenets.datapreparation.prepare import COMMAND
 from imagenets.datapreparation.transfer import TMP_SUFFIX
 from imagenets.cli import run_command
-from fake_imagenet import (OUTSIDE_WNIDS, build_annotation_zip, build_fake_imagenet,
-                                     jpeg_comment, tree_snapshot)
+from fake_imagenet import OUTSIDE_WNIDS, build_fake_imagenet, jpeg_comment, tree_snapshot
+from helpers import hardlink_copy
 from imagenets.metadata import Metadata, load_metadata
 from imagenets.subsets import get_subset
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def meta(meta_dir):
-    return load_metadata(meta_dir=meta_dir)
-
-
-@pytest.fixture(scope="module")
-def inet50(meta, tmp_path_factory):
-    """A fake ImageNet holding everything ImageNet-S50 needs, val in class folders."""
-    return build_fake_imagenet(tmp_path_factory.mktemp("inet50"), meta, subsets=(50,))
-
-
-@pytest.fixture(scope="module")
-def zip50(meta, tmp_path_factory):
-    path = tmp_path_factory.mktemp("zip50") / "anno50.zip"
-    return path, build_annotation_zip(path, meta, 50)
 
 
 def prepare(meta_dir, imagenet, dest, *extra) -> int:
@@ -43,14 +29,6 @@ def prepare(meta_dir, imagenet, dest, *extra) -> int:
     if imagenet is not None:
         argv += ["--imagenet-dir", str(imagenet)]
     return COMMAND.main(argv + [str(e) for e in extra])
-
-
-@pytest.fixture(scope="module")
-def prepared50(meta_dir, inet50, zip50, tmp_path_factory):
-    """A full ImageNet-S50 run (train links, copies, masks from --annotations-zip)."""
-    dest = tmp_path_factory.mktemp("dest50")
-    assert prepare(meta_dir, inet50.root, dest, "--annotations-zip", zip50[0], "--skip-checksum") == 0
-    return dest
 
 
 def files_under(folder: Path):
@@ -114,9 +92,8 @@ def test_umbrella_command_runs_prepare(prepared50, meta_dir, inet50):
 
 
 @pytest.mark.parametrize("layout", ["class", "flat"])
-def test_val_layout_is_detected_and_said(layout, meta, meta_dir, tmp_path, capsys):
-    inet = build_fake_imagenet(tmp_path / "inet", meta, subsets=(50,), val_layout=layout,
-                               splits=("validation",))
+def test_val_layout_is_detected_and_said(layout, inet50, inet50_flat, meta, meta_dir, tmp_path, capsys):
+    inet = inet50 if layout == "class" else inet50_flat
     assert COMMAND.main(["--imagenet-dir", str(inet.root), "--save-dir", str(tmp_path / "dest"), "--mode",
                  "50", "--meta-dir", str(meta_dir), "--steps", "validation"]) == 0
     said = capsys.readouterr().err
@@ -205,14 +182,13 @@ def test_missing_train_class_exits_2_before_writing(meta, meta_dir, tmp_path, ca
     assert not dest.exists()
 
 
-def test_missing_val_images_are_counted_and_named(meta, meta_dir, tmp_path, capsys):
-    inet = build_fake_imagenet(tmp_path / "inet", meta, subsets=(50,), splits=("test",),
-                               val_layout="flat")
+def test_missing_val_images_are_counted_and_named(inet50_flat, meta, meta_dir, tmp_path, capsys):
+    inet = hardlink_copy(inet50_flat.root / "val", tmp_path / "inet" / "val").parent
     sources = [src for src, _ in meta.mapping(50, "test")][:7]
     for src in sources:
-        (inet.root / "val" / src.split("/")[1]).unlink()
+        (inet / "val" / src.split("/")[1]).unlink()
     dest = tmp_path / "dest"
-    assert prepare(meta_dir, inet.root, dest, "--steps", "test") == 2
+    assert prepare(meta_dir, inet, dest, "--steps", "test") == 2
     err = capsys.readouterr().err
     assert "7 source images are missing" in err and sources[0] in err and "nothing was written" in err
     assert not dest.exists()

@@ -1,72 +1,25 @@
-"""The annotation step: the archive from a loopback HTTP server, checksums, CRCs, unsafe entries, resumes."""
+"""The annotation step: the archive from a loopback HTTP server, checksums, CRCs, unsafe entries, resumes.
+
+``server``, ``zip50`` (the archive, named as the official one) and ``inet50`` come from conftest.
+"""
 
 from __future__ import annotations
 
-import http.server
 import re
 import stat
-import threading
 import zipfile
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List
 
 import pytest
 
 from imagenets.datapreparation.prepare import COMMAND
 from imagenets.datapreparation.transfer import TMP_SUFFIX
-from fake_imagenet import build_annotation_zip, build_fake_imagenet, tree_snapshot
-from imagenets.metadata import load_metadata
-from imagenets.subsets import MODES, get_subset
+from fake_imagenet import build_annotation_zip, tree_snapshot
+from imagenets.subsets import get_subset
 
 ARCHIVE = get_subset(50).annotation_archive
 MASKS = 752 + 500
-
-
-class _RangeHandler(http.server.BaseHTTPRequestHandler):
-    """Serves the files of ``server.folder``, honouring ``Range: bytes=N-``; logs every request."""
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        self.server.log.append((self.path, self.headers.get("Range")))
-        path = self.server.folder / self.path.lstrip("/")
-        if not path.is_file():
-            self.send_error(404)
-            return
-        body = path.read_bytes()
-        start = int(self.headers["Range"].split("=")[1].rstrip("-")) if self.headers.get("Range") else 0
-        self.send_response(206 if start else 200)
-        if start:
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        self.send_header("Content-Length", str(len(body) - start))
-        self.end_headers()
-        self.wfile.write(body[start:])
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-@pytest.fixture()
-def server(tmp_path):
-    """(base URL, served folder, request log) of a loopback HTTP server."""
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RangeHandler)
-    httpd.folder = tmp_path / "served"
-    httpd.folder.mkdir()
-    httpd.log: List[Tuple[str, Optional[str]]] = []
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/release", httpd.folder, httpd.log
-    httpd.shutdown()
-    httpd.server_close()
-
-
-@pytest.fixture(scope="module")
-def meta(meta_dir):
-    return load_metadata(meta_dir=meta_dir)
-
-
-@pytest.fixture(scope="module")
-def good_zip(meta, tmp_path_factory):
-    path = tmp_path_factory.mktemp("zip") / ARCHIVE
-    return path, build_annotation_zip(path, meta, 50)
 
 
 def annotations(meta_dir, dest, *extra) -> int:
@@ -83,14 +36,14 @@ def mask_files(dest: Path) -> List[Path]:
     return [p for p in (dest / "ImageNetS50").rglob("*.png")]
 
 
-def test_download_extracts_masks_and_rerun_fetches_nothing(server, good_zip, meta_dir, tmp_path):
+def test_download_extracts_masks_and_rerun_fetches_nothing(server, zip50, meta_dir, tmp_path):
     url, folder, log = server
-    serve(folder, good_zip[0])
+    serve(folder, zip50[0])
     dest = tmp_path / "dest"
     assert annotations(meta_dir, dest, "--release-url", url, "--skip-checksum") == 0
     assert log == [(f"/release/{ARCHIVE}", None)]
-    assert (dest / ARCHIVE).read_bytes() == good_zip[0].read_bytes()
-    for name, data in good_zip[1].items():
+    assert (dest / ARCHIVE).read_bytes() == zip50[0].read_bytes()
+    for name, data in zip50[1].items():
         assert (dest / name).read_bytes() == data
     assert len(mask_files(dest)) == MASKS
     before = tree_snapshot(dest)
@@ -99,12 +52,12 @@ def test_download_extracts_masks_and_rerun_fetches_nothing(server, good_zip, met
     assert tree_snapshot(dest) == before
 
 
-def test_interrupted_download_is_resumed_with_a_range_request(server, good_zip, meta_dir, tmp_path):
+def test_interrupted_download_is_resumed_with_a_range_request(server, zip50, meta_dir, tmp_path):
     url, folder, log = server
-    serve(folder, good_zip[0])
+    serve(folder, zip50[0])
     dest = tmp_path / "dest"
     dest.mkdir()
-    data = good_zip[0].read_bytes()
+    data = zip50[0].read_bytes()
     (dest / (ARCHIVE + ".part")).write_bytes(data[:1000])
     assert annotations(meta_dir, dest, "--release-url", url, "--skip-checksum") == 0
     assert log == [(f"/release/{ARCHIVE}", "bytes=1000-")]
@@ -112,10 +65,10 @@ def test_interrupted_download_is_resumed_with_a_range_request(server, good_zip, 
     assert len(mask_files(dest)) == MASKS
 
 
-def test_checksum_mismatch_keeps_the_archive_and_names_skip_checksum(server, good_zip, meta_dir,
+def test_checksum_mismatch_keeps_the_archive_and_names_skip_checksum(server, zip50, meta_dir,
                                                                      tmp_path, capsys):
     url, folder, log = server
-    serve(folder, good_zip[0])
+    serve(folder, zip50[0])
     dest = tmp_path / "dest"
     assert annotations(meta_dir, dest, "--release-url", url) == 2
     err = capsys.readouterr().err
@@ -126,20 +79,20 @@ def test_checksum_mismatch_keeps_the_archive_and_names_skip_checksum(server, goo
     assert len(log) == 1 and len(mask_files(dest)) == MASKS
 
 
-def test_environment_variables_stand_for_the_options(server, good_zip, meta_dir, tmp_path,
+def test_environment_variables_stand_for_the_options(server, zip50, meta_dir, tmp_path,
                                                      monkeypatch):
     url, folder, log = server
-    serve(folder, good_zip[0])
+    serve(folder, zip50[0])
     monkeypatch.setenv("IMAGENETS_RELEASE_URL", url)
     monkeypatch.setenv("IMAGENETS_SKIP_CHECKSUM", "1")
     assert annotations(meta_dir, tmp_path / "dest") == 0
     assert len(log) == 1 and len(mask_files(tmp_path / "dest")) == MASKS
 
 
-def test_user_archive_with_wrong_md5_is_refused_unless_skip_checksum(good_zip, meta_dir, tmp_path,
+def test_user_archive_with_wrong_md5_is_refused_unless_skip_checksum(zip50, meta_dir, tmp_path,
                                                                      capsys):
     dest = tmp_path / "dest"
-    assert annotations(meta_dir, dest, "--annotations-zip", good_zip[0]) == 2
+    assert annotations(meta_dir, dest, "--annotations-zip", zip50[0]) == 2
     assert "--skip-checksum" in capsys.readouterr().err
     assert not dest.exists()
 
@@ -154,8 +107,8 @@ def corrupt_copy(source: Path, target: Path) -> Path:
     return target
 
 
-def test_corrupt_archive_is_refused_and_nothing_extracted(good_zip, meta_dir, tmp_path, capsys):
-    bad = corrupt_copy(good_zip[0], tmp_path / "bad.zip")
+def test_corrupt_archive_is_refused_and_nothing_extracted(zip50, meta_dir, tmp_path, capsys):
+    bad = corrupt_copy(zip50[0], tmp_path / "bad.zip")
     dest = tmp_path / "dest"
     assert annotations(meta_dir, dest, "--annotations-zip", bad, "--skip-checksum") == 2
     err = capsys.readouterr().err
@@ -163,9 +116,9 @@ def test_corrupt_archive_is_refused_and_nothing_extracted(good_zip, meta_dir, tm
     assert not mask_files(dest)
 
 
-def test_truncated_archive_is_refused(good_zip, meta_dir, tmp_path, capsys):
+def test_truncated_archive_is_refused(zip50, meta_dir, tmp_path, capsys):
     cut = tmp_path / "cut.zip"
-    cut.write_bytes(good_zip[0].read_bytes()[:5000])
+    cut.write_bytes(zip50[0].read_bytes()[:5000])
     assert annotations(meta_dir, tmp_path / "dest", "--annotations-zip", cut, "--skip-checksum") == 2
     assert "truncated or corrupt" in capsys.readouterr().err
 
@@ -208,41 +161,35 @@ def test_archive_of_another_subset_is_refused(meta_dir, tmp_path, capsys):
     assert "holds ImageNetS50/ entries" in capsys.readouterr().err
 
 
-def test_interrupted_extraction_is_completed(good_zip, meta_dir, tmp_path):
+def test_interrupted_extraction_is_completed(zip50, meta_dir, tmp_path):
     dest = tmp_path / "dest"
-    names = list(good_zip[1])
+    names = list(zip50[1])
     for name in names[:100]:
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
-        (dest / name).write_bytes(good_zip[1][name])
+        (dest / name).write_bytes(zip50[1][name])
     torn = dest / names[100]
     torn.parent.mkdir(parents=True, exist_ok=True)
     leftover = torn.with_name(f".{torn.name}.123-456{TMP_SUFFIX}")
     leftover.write_bytes(b"\x89PNG half")
-    assert annotations(meta_dir, dest, "--annotations-zip", good_zip[0], "--skip-checksum") == 0
+    assert annotations(meta_dir, dest, "--annotations-zip", zip50[0], "--skip-checksum") == 0
     assert not leftover.exists()
     assert len(mask_files(dest)) == MASKS
-    assert torn.read_bytes() == good_zip[1][names[100]]
+    assert torn.read_bytes() == zip50[1][names[100]]
 
 
 #: The official archive's layout (shared README): ``ImageNetS{K}/<folder>/<wnid>/<name>.png``.
 OFFICIAL_ENTRY = re.compile(r"^ImageNetS(50|300|919)/(validation|train-semi)-segmentation/n\d{8}/[^/]+\.png$")
 
 
-def test_fake_archive_has_the_official_layout(good_zip, meta):
-    names = list(good_zip[1])
+def test_fake_archive_has_the_official_layout(zip50, meta):
+    names = list(zip50[1])
     assert all(OFFICIAL_ENTRY.match(name) for name in names)
     assert {name.split("/")[1] for name in names} == {"validation-segmentation", "train-semi-segmentation"}
-    with zipfile.ZipFile(good_zip[0]) as archive:
+    with zipfile.ZipFile(zip50[0]) as archive:
         assert archive.namelist() == names
     expected = {f"validation-segmentation/{m}" for _, m in meta.validation_names(50)}
     expected |= {f"train-semi-segmentation/{m}" for _, m in meta.train_semi_names(50)}
     assert {name.split("/", 1)[1] for name in names} == expected
-
-
-@pytest.fixture(scope="module")
-def val_imagenet(meta, tmp_path_factory):
-    """A fake ImageNet holding only the ImageNet-S50 validation sources (a quick image step)."""
-    return build_fake_imagenet(tmp_path_factory.mktemp("inet"), meta, subsets=(50,), splits=("validation",))
 
 
 def _bad_md5(folder: Path, good: Path, meta, tmp_path: Path) -> List[str]:
@@ -266,13 +213,13 @@ def _lacking(folder: Path, good: Path, meta, tmp_path: Path) -> List[str]:
     (_missing, "HTTP 404"),
     (_lacking, "lacks 3 of the masks"),
 ], ids=["bad-md5", "missing-404", "lacking-a-mask"])
-def test_bad_archive_stops_the_run_before_any_image_is_written(make, message, server, good_zip, meta,
-                                                               meta_dir, val_imagenet, tmp_path, capsys):
+def test_bad_archive_stops_the_run_before_any_image_is_written(make, message, server, zip50, meta,
+                                                               meta_dir, inet50, tmp_path, capsys):
     url, folder, _ = server
-    extra = make(folder, good_zip[0], meta, tmp_path)
+    extra = make(folder, zip50[0], meta, tmp_path)
     dest = tmp_path / "dest"
     code = annotations(meta_dir, dest, "--steps", "validation,annotations", "--imagenet-dir",
-                       val_imagenet.root, "--release-url", url, *extra)
+                       inet50.root, "--release-url", url, *extra)
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("error: ") and message in err
@@ -280,9 +227,9 @@ def test_bad_archive_stops_the_run_before_any_image_is_written(make, message, se
     assert not dest.exists() or {p.name for p in dest.iterdir()} <= {ARCHIVE}
 
 
-def test_dry_run_names_the_download_and_fetches_nothing(server, good_zip, meta_dir, tmp_path, capsys):
+def test_dry_run_names_the_download_and_fetches_nothing(server, zip50, meta_dir, tmp_path, capsys):
     url, folder, log = server
-    serve(folder, good_zip[0])
+    serve(folder, zip50[0])
     dest = tmp_path / "dest"
     assert COMMAND.main(["--save-dir", str(dest), "--mode", "50", "--meta-dir", str(meta_dir),
                          "--steps", "annotations", "--release-url", url, "--dry-run"]) == 0

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from fake_imagenet import build_annotation_zip, build_fake_imagenet, tree_snapshot
-from imagenets.metadata import load_metadata
+from fake_imagenet import tree_snapshot
 from imagenets.subsets import get_subset
-from test_prepare_annotations import server  # noqa: F401 (the loopback HTTP server fixture)
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "datapreparation"
 
@@ -22,26 +21,24 @@ def run(args, env, cwd=SCRIPTS):
 
 
 @pytest.fixture()
-def env(meta_dir, server):  # noqa: F811
+def env(meta_dir, server):
     url, folder, log = server
     values = dict(os.environ, IMAGENETS_META_DIR=str(meta_dir), IMAGENETS_RELEASE_URL=url,
                   IMAGENETS_SKIP_CHECKSUM="1", PYTHON=sys.executable)
     return values, folder, log
 
 
-def test_bash_entry_point_prepares_reruns_and_verifies(env, meta_dir, tmp_path):
+def test_bash_entry_point_prepares_reruns_and_verifies(env, inet50_flat, zip50, tmp_path):
     values, folder, log = env
-    meta = load_metadata(meta_dir=meta_dir)
-    inet = build_fake_imagenet(tmp_path / "imagenet", meta, subsets=(50,), val_layout="flat")
     (folder / "release").mkdir()
-    build_annotation_zip(folder / "release" / get_subset(50).annotation_archive, meta, 50)
+    shutil.copy(zip50[0], folder / "release" / get_subset(50).annotation_archive)
     dest = tmp_path / "dest"
-    first = run(["bash", "data_preparation.sh", str(inet.root), str(dest), "50", "false"], values)
+    first = run(["bash", "data_preparation.sh", str(inet50_flat.root), str(dest), "50", "false"], values)
     assert first.returncode == 0, first.stderr
     assert "validation source layout: flat" in first.stderr
     assert "ImageNetS50 test: 1682 created" in first.stdout
     before = tree_snapshot(dest)
-    again = run(["bash", "data_preparation.sh", str(inet.root), str(dest), "50", "false"], values)
+    again = run(["bash", "data_preparation.sh", str(inet50_flat.root), str(dest), "50", "false"], values)
     assert again.returncode == 0, again.stderr
     assert tree_snapshot(dest) == before and len(log) == 1
     assert "annotations: 0 created, 1252 already present" in again.stdout

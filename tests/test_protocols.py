@@ -1,10 +1,9 @@
-"""Benchmark protocols: apply-match, submission and score on small synthetic predictions."""
+"""Benchmark protocols: apply-match, submission and score on small synthetic predictions (conftest's ``case``)."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import zipfile
 from pathlib import Path
@@ -15,93 +14,14 @@ from PIL import Image
 
 from imagenets.evaluation.protocols import apply_match, score, submission
 from imagenets.evaluation.engine.evaluation import evaluate_predictions
-from imagenets.evaluation.engine.report import json_ready
 from imagenets.evaluation.protocols.rules import (APPLIED_MARKER, MATCH_REQUIRED, PROTOCOLS, match_rule, method_text,
                                   parse_method_text)
 from imagenets.evaluation.protocols.checks import split_entries
 from imagenets.zipsafe import parse_size
 from imagenets.codec import read_mask, write_mask
 from imagenets.errors import UserError
-from imagenets.metadata import load_metadata
-from imagenets.subsets import get_subset
 
-K = 50
-SUBSET = get_subset(K)
-METHOD_ARGS = ["--method-name", "Toy", "--train-data", "ImageNet-1k train, no labels",
-               "--train-scheme", "clustering", "--networks", "ResNet-50", "--link", "none",
-               "--description", "a toy method"]
-
-
-def small_meta(meta_dir: Path, root: Path) -> Path:
-    """A metadata folder with the real categories but only a handful of validation and test images."""
-    for rel in (SUBSET.categories_file, f"classnames/ImageNetS_classnames_im{K}.txt"):
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(meta_dir / rel, root / rel)
-    for rel, step in ((SUBSET.validation_names_file, 100), (SUBSET.mapping_file("test"), 300)):
-        lines = (meta_dir / rel).read_text().splitlines()[::step]
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text("\n".join(lines))
-    return root
-
-
-@pytest.fixture
-def case(meta_dir, tmp_path):
-    """Synthetic GT, cluster-id predictions (a permutation of the classes, some noise) and their match."""
-    meta = load_metadata(small_meta(meta_dir, tmp_path / "meta"))
-    rng = np.random.default_rng(0)
-    cluster_of = rng.permutation(K) + 1            # class c is predicted as cluster cluster_of[c - 1]
-    class_ids = meta.class_ids(SUBSET)
-    names = meta.validation_names(SUBSET)
-    for index, (image, mask) in enumerate(names):
-        h, w = 10, 12 + index
-        gt = np.zeros((h, w), dtype=np.int32)
-        gt[2:3 + index, 3:w - 2] = class_ids[mask.split("/")[0]]  # objects of every size bucket
-        gt[0, :3] = 1000
-        pred = gt.copy()
-        pred[gt == 1000] = 0
-        noise = rng.random((h, w)) < 0.15
-        pred[noise] = rng.integers(0, K + 1, size=int(noise.sum()))
-        pred = np.where(pred > 0, cluster_of[np.maximum(pred, 1) - 1], 0)
-        write_mask(tmp_path / "gt" / mask, gt)
-        write_mask(tmp_path / "pred" / mask, pred)
-        (tmp_path / "images" / "validation" / image).parent.mkdir(parents=True, exist_ok=True)
-        Image.new("RGB", (w, h)).save(tmp_path / "images" / "validation" / image, format="JPEG")
-    match = {str(int(p)): c for c, p in enumerate(cluster_of, 1)}
-    match["0"] = 0
-    (tmp_path / "match.json").write_text(json.dumps(match))
-    return {"root": tmp_path, "meta": meta, "meta_dir": tmp_path / "meta", "names": names,
-            "gt": tmp_path / "gt", "pred": tmp_path / "pred", "match": tmp_path / "match.json",
-            "images": tmp_path / "images"}
-
-
-def submit(case, predict_dir, *extra, protocol="fully-unsupervised", output="sub.zip", quiet=True):
-    argv = ["--predict-dir", str(predict_dir), "--mode", "50", "--split", "validation", "--protocol", protocol,
-            *METHOD_ARGS, "-o", str(case["root"] / output), "--meta-dir", str(case["meta_dir"]),
-            "--workers", "0", *(["--quiet"] if quiet else []), *extra]
-    return submission.COMMAND.main(argv)
-
-
-def score_zip(case, zip_path, *extra):
-    return score.COMMAND.main([str(zip_path), "--gt-dir", str(case["gt"]), "--mode", "50", "--meta-dir",
-                       str(case["meta_dir"]), "--workers", "0", "--quiet", *extra])
-
-
-def direct_eval(case):
-    return evaluate_predictions(case["pred"], case["gt"], SUBSET, case["meta"], match_file=case["match"],
-                                workers=0, quiet=True)
-
-
-def assert_same_numbers(result, expected):
-    # NaN (an empty size bucket) is null in a JSON result.
-    result, expected = json_ready(result), json_ready(expected)
-    for key in ("mIoU", "mBIoU", "S", "MS", "ML", "L", "BS", "BMS", "BML", "BL", "Acc", "FMeasure", "IoUs",
-                "images"):
-        got, want = result[key], expected[key]
-        assert got == (want if want is None else pytest.approx(want)), key
-
-
-def first_mask(case) -> str:
-    return case["names"][0][1]
+from helpers import K, SUBSET, assert_same_numbers, direct_eval, first_mask, score_zip, submit
 
 
 # ---- the protocol table --------------------------------------------------------------------
@@ -322,15 +242,6 @@ def test_submission_report_lists_every_problem_as_json(case, capsys):
 def good_zip(case):
     assert submit(case, case["pred"], "--match", str(case["match"])) == 0
     return case["root"] / "sub.zip"
-
-
-@pytest.fixture
-def scratch(tmp_path, monkeypatch):
-    """Temporary folders of score go here, so a test can see that none is left behind."""
-    folder = tmp_path / "scratch"
-    folder.mkdir()
-    monkeypatch.setattr("tempfile.tempdir", str(folder))
-    return folder
 
 
 def rezip(src: Path, dst: Path, drop=(), add=()):

@@ -26,10 +26,15 @@ from imagenets.errors import UserError
 from imagenets.evaluation.engine.parallel import map_reduce
 from imagenets.fileio import write_json_atomic, write_text_atomic
 from imagenets.walk import walk_files
-from test_evaluator_cli import assert_one_error, base_args, case, pristine  # noqa: F401 (fixtures)
+from helpers import assert_one_error, base_args
 
 REPO = Path(__file__).resolve().parents[1]
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+@pytest.fixture
+def case(eval_case):
+    return eval_case
 
 
 def cli(capsys, *argv) -> tuple:

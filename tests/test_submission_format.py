@@ -22,8 +22,7 @@ from imagenets.zipsafe import Terminated, exit_on_sigterm
 from imagenets.evaluation.engine.evaluation import evaluate_predictions
 from imagenets.evaluation.protocols import apply_match, score, submission
 
-from test_protocols import (SUBSET, assert_same_numbers, case, direct_eval, first_mask,  # noqa: F401,F811 (fixtures)
-                            scratch, score_zip, submit)  # noqa: F401 (fixtures)
+from helpers import SUBSET, assert_same_numbers, direct_eval, first_mask, score_zip, submit
 
 REPO = Path(__file__).resolve().parent.parent
 #: method.txt of an official tool: six lines, these labels, no final newline.

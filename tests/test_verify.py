@@ -11,29 +11,16 @@ import pytest
 
 from imagenets.datapreparation.prepare import COMMAND as PREPARE
 from imagenets.datapreparation.verify import COMMAND
-from fake_imagenet import build_annotation_zip, build_fake_imagenet
+from fake_imagenet import build_fake_imagenet
+from helpers import hardlink_copy
 from imagenets.codec import write_mask
 from imagenets.subsets import get_subset
-from test_prepare import inet50, meta  # noqa: F401 (module-scoped fixtures)
-
-
-@pytest.fixture(scope="module")
-def built50(meta, meta_dir, inet50, tmp_path_factory):
-    """A complete ImageNet-S50 tree (train linked), kept pristine: tests damage hard-linked copies."""
-    dest = tmp_path_factory.mktemp("built50")
-    archive = dest.parent / "anno50.zip"
-    build_annotation_zip(archive, meta, 50)
-    assert PREPARE.main(["--imagenet-dir", str(inet50.root), "--save-dir", str(dest), "--mode", "50",
-                         "--meta-dir", str(meta_dir), "--annotations-zip", str(archive),
-                         "--skip-checksum", "--quiet"]) == 0
-    return dest
 
 
 @pytest.fixture()
-def tree50(built50, tmp_path):
-    dest = tmp_path / "dest"
-    shutil.copytree(built50, dest, symlinks=True, copy_function=os.link)  # cheap; tests only unlink
-    return dest
+def tree50(prepared50, tmp_path):
+    """A private copy of conftest's complete ImageNet-S50 tree (train linked): tests only unlink or add."""
+    return hardlink_copy(prepared50, tmp_path / "dest")
 
 
 def verify(meta_dir, dest, *extra):
@@ -45,8 +32,8 @@ def rows(capsys):
     return {row["split"]: row for row in result[0]["splits"]}
 
 
-def test_complete_tree_prints_a_table_and_exits_0(tree50, inet50, meta, meta_dir, capsys):
-    assert verify(meta_dir, tree50) == 0
+def test_complete_tree_prints_a_table_and_exits_0(prepared50, inet50, meta, meta_dir, capsys):
+    assert verify(meta_dir, prepared50) == 0  # reads only: the shared tree itself
     out = capsys.readouterr().out
     assert "ImageNetS50: complete" in out
     expected = {"validation": 752, "validation-segmentation": 752, "test": 1682, "train-semi": 500,
@@ -112,7 +99,7 @@ def test_leftover_temporary_file_is_a_problem(tree50, meta, meta_dir, capsys):
 def test_dangling_train_link_counts_as_broken(tree50, inet50, meta, meta_dir, tmp_path, capsys):
     gone = meta.categories(50)[5]
     moved = tmp_path / "moved"
-    shutil.copytree(inet50.root / "train", moved / "train")
+    hardlink_copy(inet50.root / "train", moved / "train")
     link = tree50 / "ImageNetS50" / "train" / gone
     link.unlink()
     link.symlink_to(moved / "train" / gone)
