@@ -9,9 +9,6 @@ import signal
 import sys
 from typing import Callable, List, Optional, Sequence, TypeVar
 
-import torch
-from torch.utils.data import DataLoader, Dataset
-
 from imagenets.device import cap_workers, resolve_device
 from imagenets.errors import UserError, info
 from imagenets.progress import progress
@@ -20,8 +17,8 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-class _Chunks(Dataset):
-    """Item i = ``work(chunk i)``; a UserError travels back as data so it stays one clean line."""
+class _Chunks:
+    """A map-style dataset for the DataLoader: item i = ``work(chunk i)``; a UserError travels back as data so it stays one clean line."""
 
     def __init__(self, chunks: List[Sequence], work: Callable[[Sequence], R]):
         self.chunks = chunks
@@ -70,6 +67,8 @@ def _worker_setup(_worker_id: int) -> None:
     # Ctrl-C reaches the whole process group: only the main process handles it (it shuts the pool
     # down), so no worker dies mid-item and no torch "Exception ignored" traceback is printed.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import torch
+
     torch.set_num_threads(1)
     keep_freed_memory()
 
@@ -92,6 +91,8 @@ def map_reduce(items: Sequence[T], work: Callable[[Sequence[T]], R], reduce: Cal
     if workers == 0:
         results = iter(dataset[i] for i in range(len(dataset)))
     else:
+        from torch.utils.data import DataLoader  # loaded when workers are used: --help and checks stay quick
+
         results = iter(DataLoader(dataset, batch_size=None, shuffle=False, num_workers=workers,
                                   collate_fn=_keep, worker_init_fn=_worker_setup, prefetch_factor=4))
     try:
