@@ -6,8 +6,12 @@ A typical ViT-S/16 validation image (256x341 after resizing) gives a 16x21 featu
 command runs) must give identical labels, faster. Two kinds of feature maps: i.i.d. random cells
 (no spatial correlation: the worst case for vote_map's bounds) and smooth ones (neighbouring
 cells alike, as a real backbone's are). Times are wall and CPU (user + system of this process):
-on a shared machine the wall ratio moves with other load, the CPU ratio much less; with more
-threads than free cores, OpenMP's spinning threads inflate both (try --threads 1).
+on a shared machine the wall ratio moves with other load, the CPU ratio much less.
+
+OMP_WAIT_POLICY is PASSIVE unless set: when other processes hold the cores, OpenMP's default
+spinning makes each of vote_map's many mid-sized operations wait for a descheduled thread
+(on a busy 2-core machine vote_map then runs 3x slower with 2 threads than with 1; the
+per-pixel vote, a few large matrix products, hardly notices).
 
     python bench/bench_distance_matching.py [--embeddings 18380] [--channels 384] [--images 6]
 """
@@ -15,14 +19,17 @@ threads than free cores, OpenMP's spinning threads inflate both (try --threads 1
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from typing import Callable, List
 
-import torch
-import torch.nn.functional as F
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenMP
 
-from evaluation.dm_embed import upsample
-from evaluation.dm_vote import VoteBank, knn_vote, vote_map
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from evaluation.dm_embed import upsample  # noqa: E402
+from evaluation.dm_vote import VoteBank, knn_vote, vote_map  # noqa: E402
 
 FEATURE_SIZE = (16, 21)
 GOAL = 5.0
@@ -71,7 +78,8 @@ def main() -> None:
     pixels = FEATURE_SIZE[0] * FEATURE_SIZE[1] * 16
     print(f"bank {args.embeddings} x {args.channels} ({args.classes} classes + background), "
           f"{args.images} images of {pixels} pixels per kind, k={args.k}, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+          f"{torch.get_num_threads()} threads (OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}), "
+          f"torch {torch.__version__}")
     walls, cpus = [], []
     with torch.inference_mode():
         for kind in ("iid", "smooth"):

@@ -1,10 +1,11 @@
 """Distance matching, step 2's core: weighted k-nearest-embedding vote per pixel.
 
 :func:`knn_vote` is the plain form (one similarity row per pixel). :func:`vote_map` gives the same
-labels for a feature map upsampled 4x (bilinear) at a fraction of the cost: the dot products are
-taken once per cell, and per quad of cells (see :mod:`evaluation.dm_quads`) a lower bound on each
-pixel's k-th best similarity rules out every embedding whose upper bound falls below it; only the
-survivors are blended and ranked, exactly.
+labels for a feature map upsampled 4x (bilinear) at a fraction of the cost. Upsampling is linear,
+so it takes the dot products once per cell; a pixel's are then the bilinear blend of its cells'.
+Small banks upsample all of them. Large ones (ImageNet-S919's 18,380) prune: per quad of cells
+(see :mod:`evaluation.dm_quads`) a lower bound on each pixel's k-th best similarity rules out
+every embedding whose upper bound falls below it; only the survivors are blended and ranked.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ CHUNK_ELEMENTS = 1 << 22
 EPS = 1e-12
 #: Relative slack on the pruning bound: a 4-term blend may round a few ulp above its inputs' max.
 BOUND_SLACK = 1e-5
-#: Below this bank size (embeddings x channels) vote_map's bookkeeping costs more than it saves:
-#: it runs the plain per-pixel vote instead (2^20: e.g. 2730 embeddings of 384 channels).
-PRUNE_MIN_ELEMENTS = 1 << 20
+#: Banks of fewer embeddings upsample every dot product, which is faster than pruning below
+#: about 4,000 embeddings (of 16 to 2048 channels, on CPU; see bench/).
+PRUNE_MIN_EMBEDDINGS = 4096
 #: Elements of the (cells x embeddings) matrices of one band of quad rows: 2^24 floats = 64 MiB
 #: (a 16x21 map against 18,380 embeddings fits in one band).
 BAND_ELEMENTS = 1 << 24
@@ -104,11 +105,11 @@ def vote_map(features: torch.Tensor, bank: VoteBank, k: int, temperature: float,
     size = (height * scale, width * scale)
     features = features.float()
     upsampled = F.interpolate(features[None], size=size, mode="bilinear", align_corners=False)[0]
-    if len(bank) * channels < PRUNE_MIN_ELEMENTS:
-        per_pixel = upsampled.reshape(channels, -1).t()
-        return knn_vote(per_pixel, bank, k, temperature, chunk_elements).reshape(size)
     norms = upsampled.norm(dim=0).clamp_min(EPS).reshape(-1, 1)
     k = min(k, len(bank))
+    if len(bank) < PRUNE_MIN_EMBEDDINGS:
+        top, which = _upsampled_top(features, bank, k, scale, chunk_elements)
+        return bank.vote(top / norms, which, temperature).reshape(size)
     plan = plan_for(height, width, scale, device)
     slots = plan.weights.shape[0]
     top = torch.empty(height * width * slots, k, device=device)
@@ -127,6 +128,32 @@ def vote_map(features: torch.Tensor, bank: VoteBank, k: int, temperature: float,
     top, which = top.index_select(0, plan.source), which.index_select(0, plan.source)
     # dot products with unit embeddings / the upsampled pixel's norm = cosine similarities
     return bank.vote(top / norms, which, temperature).reshape(size)
+
+
+def _upsampled_top(features: torch.Tensor, bank: VoteBank, k: int, scale: int,
+                   chunk_elements: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Each upsampled pixel's top k dot products (P, k) and embedding ids, chunk by chunk of
+    embeddings: dots at feature resolution, upsampled, ranked, merged with the best so far."""
+    channels, height, width = features.shape
+    size = (height * scale, width * scale)
+    pixels = size[0] * size[1]
+    flat = features.reshape(channels, -1).t()  # (h*w, C)
+    step = max(k, chunk_elements // pixels)
+    best_top = best_which = None
+    for start in range(0, len(bank), step):
+        # (h*w, m) is (1, m, h, w) in channels-last layout: upsampling yields (pixels, m) rows
+        dots = flat @ bank.embeddings[start:start + step].t()
+        dots = dots.reshape(1, height, width, -1).permute(0, 3, 1, 2)
+        dots = F.interpolate(dots.contiguous(memory_format=torch.channels_last), size=size,
+                             mode="bilinear", align_corners=False)
+        dots = dots.permute(0, 2, 3, 1).reshape(pixels, -1)
+        top, which = dots.topk(min(k, dots.shape[1]), dim=1)
+        which += start
+        if best_top is not None:  # merge with the best k so far
+            top, pick = torch.cat([best_top, top], dim=1).topk(k, dim=1)
+            which = torch.cat([best_which, which], dim=1).gather(1, pick)
+        best_top, best_which = top, which
+    return best_top, best_which
 
 
 def _band_top(cells: torch.Tensor, offset: int, count: int, width: int, plan: Plan, bank: VoteBank,

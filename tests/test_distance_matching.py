@@ -206,7 +206,7 @@ def steps_three(monkeypatch, tree) -> StepThree:
 @pytest.fixture
 def pruned(monkeypatch):
     """vote_map's pruned path even for the small banks of these tests."""
-    monkeypatch.setattr(dm_vote, "PRUNE_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(dm_vote, "PRUNE_MIN_EMBEDDINGS", 0)
 
 
 def _main(argv: List[str]) -> int:
@@ -490,7 +490,9 @@ def test_chunked_vote_equals_one_chunk_and_survives_tiny_temperatures():
     assert knn_vote(features, bank, k=500, temperature=1e-4).min() >= 0  # k clamped, no NaN
 
 
-def test_vote_map_equals_the_per_pixel_vote_on_upsampled_features(pruned):
+@pytest.mark.parametrize("prune_from", [dm_vote.PRUNE_MIN_EMBEDDINGS, 0])
+def test_vote_map_equals_the_per_pixel_vote_on_upsampled_features(monkeypatch, prune_from):
+    monkeypatch.setattr(dm_vote, "PRUNE_MIN_EMBEDDINGS", prune_from)
     generator = torch.Generator().manual_seed(1)
     bank = VoteBank(torch.randn(500, 24, generator=generator),
                     torch.randint(0, 920, (500,), generator=generator), torch.device("cpu"))
