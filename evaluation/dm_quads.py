@@ -21,6 +21,9 @@ BOUND_CANDIDATES = 64
 #: Slots are ranked in bins by the sum of their squared weights (low: a near-even blend, whose
 #: k-th best similarity is low and lets many embeddings through; high: a pixel near a cell).
 BIN_EDGES = (0.35, 0.5)
+#: Smaller floors are dropped (the plain maximum bounds those bins): the bound they would give
+#: is hardly tighter than the maximum's and costs two passes over the (quads x embeddings) matrix.
+MIN_FLOOR = 0.03
 #: Dot product of the padding slot: far below any real one, finite so that 0 * it is 0.
 SENTINEL = -1e30
 
@@ -85,7 +88,7 @@ def plan_for(height: int, width: int, scale: int, device: torch.device) -> Plan:
         members = (ranks == rank).nonzero().flatten()
         quads = used[:, members].any(dim=1).nonzero().flatten()
         least = weights[members].amin(dim=0)
-        floor = float(least[0]) if bool((least == least[0]).all()) else 0.0
+        floor = float(least[0]) if bool((least == least[0]).all()) and least[0] >= MIN_FLOOR else 0.0
         if len(quads):
             bins.append(Bin(members.to(device), quads.to(device), floor))
     return Plan(corners.reshape(-1, 4).to(device), weights.float().to(device), source.to(device),
