@@ -1,7 +1,8 @@
 """Distance matching, shared image pipeline and step 1: per-label mean embeddings from train-semi.
 
 Every image is resized (shorter side 256, bilinear) and normalised with ImageNet's mean/std;
-the model's feature map is upsampled 4x (bilinear).
+the model's feature map is upsampled 4x (bilinear). Label maps are resized by nearest neighbour,
+sampling cell centres (ours) or as torch's legacy ``F.interpolate(mode="nearest")`` (PASS's).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Bump when the preprocessing or the embedding recipe changes: old caches then miss.
 RECIPE_VERSION = 1
+#: Nearest-neighbour rule of each --compat: "centre" samples each target cell's centre;
+#: "legacy" is torch's F.interpolate(mode="nearest"), as PASS resizes masks and label maps.
+SAMPLING = {"ours": "centre", "pass": "legacy"}
 
 _BILINEAR = getattr(Image, "Resampling", Image).BILINEAR
 
@@ -62,11 +66,31 @@ def load_image(path: Path) -> Tuple[torch.Tensor, Tuple[int, int]]:
     return (pixels - mean) / std, (height, width)
 
 
-def resize_nearest(ids: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Nearest-neighbour resize of a 2-D label map, sampling at pixel centres (integer exact)."""
+def nearest_sources(source: int, target: int, rule: str = "centre") -> np.ndarray:
+    """Source index of each of ``target`` outputs in a nearest-neighbour resize of ``source``.
+
+    centre: the source pixel under the output's centre, floor((i + 1/2) * source / target),
+    integer exact. legacy: torch's ``mode="nearest"``, floor(i * scale) with the scale
+    source / target rounded to float32 and the product taken in float32, as torch computes it.
+    """
+    if rule == "centre":
+        return ((2 * np.arange(target) + 1) * source) // (2 * target)
+    if rule != "legacy":
+        raise ValueError(f"unknown sampling rule {rule!r}")
+    if target == source:  # torch's own shortcuts, free of float rounding
+        return np.arange(target)
+    if target == 2 * source:
+        return np.arange(target) >> 1
+    scale = np.float32(source) / np.float32(target)
+    index = np.floor(np.arange(target, dtype=np.float32) * scale).astype(np.int64)
+    return np.minimum(index, source - 1)
+
+
+def resize_nearest(ids: np.ndarray, height: int, width: int, rule: str = "centre") -> np.ndarray:
+    """Nearest-neighbour resize of a 2-D label map (see :func:`nearest_sources` for ``rule``)."""
     src_h, src_w = ids.shape
-    rows = ((2 * np.arange(height) + 1) * src_h) // (2 * height)
-    cols = ((2 * np.arange(width) + 1) * src_w) // (2 * width)
+    rows = nearest_sources(src_h, height, rule)
+    cols = nearest_sources(src_w, width, rule)
     return ids[rows[:, None], cols[None, :]]
 
 
@@ -153,13 +177,14 @@ class Bank:
     labels: torch.Tensor
 
 
-def label_means(features: torch.Tensor, mask: np.ndarray, num_classes: int) -> Tuple[torch.Tensor, torch.Tensor, int]:
-    """Mean feature of each label 0..K present in ``mask`` (resized to the feature map).
+def label_means(features: torch.Tensor, mask: np.ndarray, num_classes: int,
+                rule: str = "centre") -> Tuple[torch.Tensor, torch.Tensor, int]:
+    """Mean feature of each label 0..K present in ``mask`` (resized to the feature map by ``rule``).
 
     Returns (means (L,C), labels (L,), number of pixels with ids outside 0..K and not 1000).
     """
     channels, height, width = features.shape
-    ids = torch.from_numpy(resize_nearest(mask, height, width).astype(np.int64)).to(features.device)
+    ids = torch.from_numpy(resize_nearest(mask, height, width, rule).astype(np.int64)).to(features.device)
     ids = ids.reshape(-1)
     valid = (ids >= 0) & (ids <= num_classes)
     strays = int(((~valid) & (ids != IGNORE)).sum())
@@ -172,8 +197,10 @@ def label_means(features: torch.Tensor, mask: np.ndarray, num_classes: int) -> T
 
 @torch.inference_mode()
 def build_bank(model: nn.Module, images: Sequence[Path], masks: Sequence[Path], num_classes: int,
-               device: torch.device, batch_size: int, workers: int, quiet: bool) -> Bank:
-    """Step 1: one embedding per (train-semi image, label present except 1000)."""
+               device: torch.device, batch_size: int, workers: int, quiet: bool,
+               rule: str = "centre") -> Bank:
+    """Step 1: one embedding per (train-semi image, label present except 1000); masks are
+    resized to the upsampled feature map by ``rule``."""
     dataset = ImageSet(images, masks)
     chunks: List[torch.Tensor] = []
     chunk_labels: List[torch.Tensor] = []
@@ -187,7 +214,7 @@ def build_bank(model: nn.Module, images: Sequence[Path], masks: Sequence[Path], 
             mask = item["mask"]
             if mask.shape != tuple(item["size"]):
                 resized.append(str(masks[item["index"]]))
-            means, labels, stray = label_means(upsample(features), mask, num_classes)
+            means, labels, stray = label_means(upsample(features), mask, num_classes, rule)
             if stray:
                 strays.append(str(masks[item["index"]]))
             chunks.append(means.cpu())
@@ -221,10 +248,12 @@ def file_stamps(paths: Sequence[Path]) -> Tuple[List[List[int]], List[Path]]:
 
 
 def bank_key(model_identity: str, weights_digest: Optional[str], mode: str, names: Sequence[str],
-             stamps: Sequence[Sequence[int]]) -> str:
+             stamps: Sequence[Sequence[int]], rule: str = "centre") -> str:
     """SHA-256 over everything the bank depends on: model, weights, subset, files and recipe."""
     payload = {"recipe": RECIPE_VERSION, "model": model_identity, "weights": weights_digest,
                "mode": mode, "names": list(names), "stamps": [list(s) for s in stamps]}
+    if rule != "centre":  # keys of the default rule stay as they were: existing caches still hit
+        payload["mask_sampling"] = rule
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
 
 

@@ -8,29 +8,45 @@ embeddings and writes R+G*256 PNGs; step 3 evaluates (validation) or builds the 
 from __future__ import annotations
 
 import argparse
-import shlex
+import time
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 import torch
 
 from imagenets.cli import (Command, add_device_argument, add_meta_argument, add_mode_argument,
-                           add_quiet_argument, add_workers_argument, all_commands, run_command)
+                           add_quiet_argument, add_workers_argument)
 from imagenets.codec import write_mask
 from imagenets.device import resolve_device
 from imagenets.errors import UserError, info
 from imagenets.fileio import read_json, write_json_atomic
-from imagenets.metadata import load_metadata
+from imagenets.metadata import Metadata, load_metadata
 from imagenets.progress import progress
 from imagenets.subsets import Subset, get_subset
 
-from .bank import (UPSAMPLE, Bank, ImageSet, bank_key, build_bank, feature_maps, file_stamps,
-                       iterate_images, load_cached_bank, resize_nearest, save_bank)
+from imagenets.evaluation.engine.evaluation import evaluate_predictions
+from imagenets.evaluation.engine.matchfile import save_match
+from imagenets.evaluation.engine.matching import compute_match
+from imagenets.evaluation.engine.report import publish
+from imagenets.evaluation.protocols.submission import build_submission
+
+from .bank import (SAMPLING, UPSAMPLE, Bank, ImageSet, bank_key, build_bank, feature_maps,
+                   file_stamps, iterate_images, load_cached_bank, resize_nearest, save_bank)
 from .model import MODEL_HINT, load_model, load_weights
 from .vote import VoteBank, vote_map
 
 SPLIT_CHOICES = ("validation", "test")
 PROTOCOL = "distance-matching"
+COMPAT_HELP = (
+    "ours (default): masks are shrunk to the upsampled feature grid and label maps grown back to "
+    "the image size by sampling at cell centres, and validation predictions are scored as they "
+    "are, as the benchmark server scores test submissions. pass: exactly PASS's "
+    "distance_matching/ scripts: both resizes with torch's legacy 'nearest' (each cell takes the "
+    "source pixel at floor(i * in/out), its top-left one), and validation predictions re-matched "
+    "to classes (image-level Hungarian matching, OUT/match-validation.json) before scoring. Use "
+    "pass to compare with numbers published by PASS.")
+#: Runs on CPU longer than this (estimated after the first batch) get a hint about --device cuda.
+LONG_RUN_S = 300.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_meta_argument(parser)
     parser.add_argument("--overwrite", action="store_true",
                         help="recompute every prediction, even those OUT/<split> already holds")
+    parser.add_argument("--compat", choices=tuple(SAMPLING), default="ours", help=COMPAT_HELP)
     group = parser.add_argument_group(
         "submission (--split test)", "the method.txt fields of OUT/submission.zip")
     group.add_argument("--method-name", metavar="TEXT", help="the method's name (default: from MODEL)")
@@ -118,14 +135,15 @@ def _bank(args: argparse.Namespace, meta, subset: Subset, root: Path, out: Path,
     _raise_if_missing(missing, "train-semi files (images or masks) are")
     model, identity = load_model(args.model, device)
     digest = load_weights(model, Path(args.weights)) if args.weights else None
-    key = bank_key(identity, digest, subset.mode, [f"{i} {m}" for i, m in pairs], stamps)
+    key = bank_key(identity, digest, subset.mode, [f"{i} {m}" for i, m in pairs], stamps,
+                   SAMPLING[args.compat])
     bank: Optional[Bank] = load_cached_bank(out, key)
     if bank is not None:
         info(f"embeddings: reusing {len(bank.labels)} cached in {out} (model and train-semi unchanged)",
              args.quiet)
     else:
         bank = build_bank(model, images, masks, subset.num_classes, device, args.batch_size,
-                          args.workers, args.quiet)
+                          args.workers, args.quiet, SAMPLING[args.compat])
         save_bank(out, key, bank, args.quiet)
     return model, bank, key
 
@@ -135,6 +153,8 @@ def _pending(args: argparse.Namespace, out: Path, key: str,
     """The (image, prediction) pairs still to compute; refuses to mix runs of other settings."""
     record_path = out / f"predictions-{args.split}.json"
     record = {"embeddings": key, "k": args.k, "temperature": args.temperature}
+    if args.compat != "ours":  # records of default runs stay as they were
+        record["compat"] = args.compat
     written = [pair for pair in targets if pair[1].exists()]
     if written and not args.overwrite:
         previous = read_json(record_path, "prediction record") if record_path.exists() else None
@@ -159,7 +179,9 @@ def predict(model, bank: Bank, todo: List[Tuple[Path, Path]], args: argparse.Nam
         return
     voter = VoteBank(bank.embeddings, bank.labels, device)
     dataset = ImageSet([image for image, _ in todo])
+    sampling = SAMPLING[args.compat]
     bar = progress(total=len(todo), desc=f"predictions ({args.split})", quiet=args.quiet, unit="img")
+    start, first = time.perf_counter(), True
     for batch in iterate_images(dataset, args.batch_size, args.workers):
         maps = feature_maps(model, [item["image"] for item in batch], device,
                             describe=str(todo[batch[0]["index"]][0]))
@@ -167,17 +189,20 @@ def predict(model, bank: Bank, todo: List[Tuple[Path, Path]], args: argparse.Nam
             labels = vote_map(features, voter, args.k, args.temperature, scale=UPSAMPLE)
             original_h, original_w = item["size"]
             write_mask(todo[item["index"]][1],
-                       resize_nearest(labels.cpu().numpy(), original_h, original_w))
+                       resize_nearest(labels.cpu().numpy(), original_h, original_w, sampling))
+        if first:
+            _warn_if_long(time.perf_counter() - start, len(batch), len(todo), device, args.quiet)
+            first = False
         bar.update(len(batch))
     bar.close()
 
 
-def _delegate(argv: List[str], missing: str) -> int:
-    """Run ``imagenets ARGV`` in-process; when that command is not installed, say how to run it later."""
-    if argv[0] not in all_commands():
-        info(f"{missing}; run `imagenets {shlex.join(argv)}` once it is installed")
-        return 0
-    return run_command(argv)
+def _warn_if_long(seconds: float, done: int, total: int, device: torch.device, quiet: bool) -> None:
+    """After the first batch: one line when the rest of a CPU run will take long."""
+    remaining = seconds / max(done, 1) * (total - done)
+    if device.type == "cpu" and total > done and remaining > LONG_RUN_S:
+        info(f"predictions: about {remaining / 60:.0f} more minutes on CPU for the other "
+             f"{total - done} images; with a GPU, --device cuda is much faster", quiet)
 
 
 def _model_name(args: argparse.Namespace) -> str:
@@ -186,31 +211,33 @@ def _model_name(args: argparse.Namespace) -> str:
     return Path(args.model).stem
 
 
-def finish(args: argparse.Namespace, root: Path, out: Path) -> int:
+def finish(args: argparse.Namespace, meta: Metadata, subset: Subset, root: Path, out: Path) -> int:
     """Step 3: evaluate the validation predictions, or build the test submission."""
     predictions = out / args.split
-    common = ["--workers", str(args.workers)] + (["--meta-dir", args.meta_dir] if args.meta_dir else [])
-    common += ["--quiet"] if args.quiet else []
     if args.split == "validation":
-        return _delegate(
-            ["evaluate", "--predict-dir", str(predictions),
-             "--gt-dir", str(root / "validation-segmentation"), "--mode", args.mode,
-             "--device", args.device] + common,
-            f"evaluator not available: the predictions are in {predictions}")
+        gt_dir = root / "validation-segmentation"
+        match_file = None
+        if args.compat == "pass":  # PASS's evaluator re-matches predictions to classes first
+            result = compute_match(predictions, gt_dir, subset, meta, method="image",
+                                   workers=args.workers, device=args.device, quiet=args.quiet)
+            match_file = save_match(out / "match-validation.json", result["assignment"])
+            info(f"--compat pass: predictions re-matched to classes (image-level, objective "
+                 f"{result['objective']}) by {match_file}, as PASS's evaluator does", args.quiet)
+        result = evaluate_predictions(predictions, gt_dir, subset, meta, match_file=match_file,
+                                      workers=args.workers, device=args.device, quiet=args.quiet)
+        return publish(result, meta, subset, None, args.quiet)
     vote = f"k={args.k} nearest train-semi embeddings, T={args.temperature}"
-    method = [
-        "--method-name", args.method_name or f"distance matching with {_model_name(args)}",
-        "--train-data", args.train_data,
-        "--train-scheme", args.train_scheme or f"pre-trained model, no fine-tuning; distance matching ({vote})",
-        "--networks", args.networks or _model_name(args),
-        "--link", args.link,
-        "--description", args.description or f"each pixel takes the weighted vote of its {vote}",
-    ]
-    return _delegate(
-        ["submission", "--predict-dir", str(predictions), "--mode", args.mode, "--split", "test",
-         "--protocol", PROTOCOL, "--images", str(root), "-o", str(out / "submission.zip")]
-        + method + common,
-        f"submission builder not available: the predictions are in {predictions}")
+    method = {
+        "method_name": args.method_name or f"distance matching with {_model_name(args)}",
+        "train_data": args.train_data,
+        "train_scheme": args.train_scheme or f"pre-trained model, no fine-tuning; distance matching ({vote})",
+        "networks": args.networks or _model_name(args),
+        "link": args.link,
+        "description": args.description or f"each pixel takes the weighted vote of its {vote}",
+    }
+    build_submission(predictions, subset, PROTOCOL, method, out / "submission.zip", split="test",
+                     images=root, meta=meta, workers=args.workers, quiet=args.quiet)
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -228,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
     todo = _pending(args, out, key, targets)
     predict(model, bank, todo, args, device)
     info(f"predictions: {len(targets)} label maps in {out / args.split}", args.quiet)
-    return finish(args, root, out)
+    return finish(args, meta, subset, root, out)
 
 
 COMMAND = Command(

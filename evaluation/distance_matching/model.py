@@ -20,7 +20,9 @@ from torch import nn
 from imagenets.errors import UserError, warn
 
 MODEL_HINT = ("MODEL is a TorchScript file (torch.jit.save) or `package.module:factory` naming a "
-              "function that returns an nn.Module mapping (N,3,H,W) images to (N,C,h,w) features")
+              "function that returns an nn.Module mapping (N,3,H,W) images to (N,C,h,w) features; "
+              "ready ones: imagenets.evaluation.distance_matching.backbones:resnet50_features (PASS's checkpoints, needs "
+              "torchvision) and imagenets.evaluation.distance_matching.backbones:vit_small16_tokens (DINO ViT-S/16, needs timm)")
 
 
 def sha256_of_file(path: Path) -> str:
@@ -84,6 +86,8 @@ def load_model(spec: str, device: torch.device) -> Tuple[nn.Module, str]:
         factory, identity = _import_factory(spec)
         try:
             model = factory()
+        except UserError:  # the factory's own explanation (e.g. a missing optional package)
+            raise
         except Exception as exc:
             raise UserError(f"MODEL {spec!r}: calling the factory failed ({type(exc).__name__}: {exc}); "
                             "it must take no arguments and return an nn.Module") from None

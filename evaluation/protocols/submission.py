@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 from imagenets.cli import Command, add_meta_argument, add_mode_argument, add_quiet_argument, add_workers_argument
-from imagenets.errors import UserError, info, warn
+from imagenets.errors import UserError, first_few, info, warn
 from imagenets.fileio import atomic_path, check_outputs, read_json, write_json_atomic
 from imagenets.metadata import Metadata, load_metadata
 from imagenets.progress import progress
@@ -154,57 +154,72 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    subset = get_subset(args.mode)
+    build_submission(args.predict_dir, get_subset(args.mode), args.protocol,
+                     {dest: getattr(args, dest) for dest, _label, _help in METHOD_FIELDS}, args.output,
+                     split=args.split, match=args.match, matched=args.matched, images=args.images,
+                     check_only=args.check_only, report=args.report, meta_dir=args.meta_dir,
+                     workers=args.workers, quiet=args.quiet, allow_out_of_range=args.allow_out_of_range)
+    return 0
+
+
+def build_submission(predict_dir: Path, subset: Subset, protocol_name: str, method: Dict[str, str],
+                     output: Path, split: str = "test", match: Optional[Path] = None, matched: bool = False,
+                     images: Optional[Path] = None, check_only: bool = False, report: Optional[Path] = None,
+                     meta: Optional[Metadata] = None, meta_dir: Optional[str] = None, workers: int = 2,
+                     quiet: bool = False, allow_out_of_range: bool = False) -> None:
+    """``imagenets submission`` as a function: check ``predict_dir`` and write the zip ``output``.
+
+    ``method`` holds the method.txt fields by option name (method_name, train_data, ...); ``meta``
+    is loaded from ``meta_dir`` when not given. Any problem raises UserError and writes no zip.
+    """
     k = subset.num_classes
-    protocol = get_protocol(args.protocol)
-    predict_dir: Path = args.predict_dir
+    protocol = get_protocol(protocol_name)
     if not predict_dir.is_dir():
         raise UserError(f"--predict-dir {predict_dir} is not a directory: check the path")
-    if args.images is not None and not (args.images / args.split).is_dir():
-        raise UserError(f"--images {args.images} has no {args.split}/ folder: point it at the prepared "
+    if images is not None and not (images / split).is_dir():
+        raise UserError(f"--images {images} has no {split}/ folder: point it at the prepared "
                         f"DEST/{subset.name} folder, or leave --images out to skip the size check")
-    check_outputs({"--output": None if args.check_only else args.output, "--report": args.report},
-                  {"--match": args.match}, {"--predict-dir": predict_dir, "--images": args.images})
-    mapping = load_match(args.match, k).mapping if args.match is not None else None
+    check_outputs({"--output": None if check_only else output, "--report": report},
+                  {"--match": match}, {"--predict-dir": predict_dir, "--images": images})
+    mapping = load_match(match, k).mapping if match is not None else None
     applied = applied_classes(predict_dir)
     if applied is not None and applied != k:
         raise UserError(f"--predict-dir {predict_dir} was matched by apply-match for ImageNetS{applied}, not "
                         f"{subset.name}: check --mode, or rerun apply-match with the right match")
-    matched = bool(args.matched or applied)
-    for message in match_rule(protocol, mapping is not None, matched):
+    for message in match_rule(protocol, mapping is not None, bool(matched or applied)):
         warn(message)
-    method = method_text({label: getattr(args, dest) for dest, label, _help in METHOD_FIELDS})
+    text = method_text({label: method[dest] for dest, label, _help in METHOD_FIELDS})  # a bad field fails fast
     # The protocol is no line of method.txt (the competition the zip goes to decides it): say it here.
-    info(f"protocol {protocol.name} ({protocol.title}): upload the zip to that competition", args.quiet)
+    info(f"protocol {protocol.name} ({protocol.title}): upload the zip to that competition", quiet)
 
-    meta = load_metadata(args.meta_dir, quiet=args.quiet)
-    report = check_submission(predict_dir, subset, meta, args.split, mapping=mapping, images=args.images,
-                              workers=args.workers, quiet=args.quiet)
-    masks = [mask for _image, mask in split_entries(meta, subset, args.split)]
-    allowed = report.problems.pop("out-of-range", []) if args.allow_out_of_range else []
-    if args.report is not None:
-        write_json_atomic(args.report, {"predict_dir": str(predict_dir), "subset": subset.name,
-                                        "split": args.split, "protocol": protocol.name,
-                                        "method": method.split("\n"), "expected": len(masks),
-                                        "out_of_range_allowed": allowed, **report.as_json()})
-    fixes = [report.hint] if report.hint else []
-    if "out-of-range" in report.problems:
+    if meta is None:
+        meta = load_metadata(meta_dir, quiet=quiet)
+    checked = check_submission(predict_dir, subset, meta, split, mapping=mapping, images=images,
+                               workers=workers, quiet=quiet)
+    masks = [mask for _image, mask in split_entries(meta, subset, split)]
+    allowed = checked.problems.pop("out-of-range", []) if allow_out_of_range else []
+    if report is not None:
+        write_json_atomic(report, {"predict_dir": str(predict_dir), "subset": subset.name,
+                                   "split": split, "protocol": protocol.name,
+                                   "method": text.split("\n"), "expected": len(masks),
+                                   "out_of_range_allowed": allowed, **checked.as_json()})
+    fixes = [checked.hint] if checked.hint else []
+    if "out-of-range" in checked.problems:
         fixes.append(out_of_range_fix(predict_dir, mapping is not None))
-    report.refuse(f"{predict_dir} is not a valid {subset.name} {args.split} submission "
-                  f"({len(masks)} PNGs expected):", "; ".join(fixes + ["fix them and rerun; no zip was written"]))
+    checked.refuse(f"{predict_dir} is not a valid {subset.name} {split} submission "
+                   f"({len(masks)} PNGs expected):", "; ".join(fixes + ["fix them and rerun; no zip was written"]))
     if allowed:
         warn(f"{len(allowed)} PNGs hold ids outside {allowed_text(k, mapping)} (--allow-out-of-range; first: "
-             f"{', '.join(allowed[:3])}): the server counts those pixels nowhere in IoU")
-    if args.check_only:
-        info(f"{predict_dir}: every check passed ({len(masks)} PNGs, protocol {protocol.name})", args.quiet)
-        return 0
-    remove_stale_temporaries(args.output, args.quiet)
+             f"{first_few(allowed, 3)}): the server counts those pixels nowhere in IoU")
+    if check_only:
+        info(f"{predict_dir}: every check passed ({len(masks)} PNGs, protocol {protocol.name})", quiet)
+        return
+    remove_stale_temporaries(output, quiet)
     with exit_on_sigterm():
-        write_submission_zip(args.output, predict_dir, masks, method,
-                             match_to_json(mapping) if mapping is not None else None, quiet=args.quiet)
-    info(f"wrote {args.output}: {len(masks)} PNGs, {METHOD_FILE}"
-         + (f", {MATCH_FILE}" if mapping is not None else "") + f" (protocol {protocol.name})", args.quiet)
-    return 0
+        write_submission_zip(output, predict_dir, masks, text,
+                             match_to_json(mapping) if mapping is not None else None, quiet=quiet)
+    info(f"wrote {output}: {len(masks)} PNGs, {METHOD_FILE}"
+         + (f", {MATCH_FILE}" if mapping is not None else "") + f" (protocol {protocol.name})", quiet)
 
 
 COMMAND = Command("submission", "check predictions against a benchmark protocol and write submission.zip",
