@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw
 
 from imagenets.cli import Command, add_meta_argument, add_mode_argument, add_quiet_argument, add_workers_argument
 from imagenets.codec import open_image
+from imagenets.idmaps import resize_nearest
 from imagenets.errors import UserError, info
 from imagenets.fileio import atomic_path, check_outputs, write_json_atomic, write_text_atomic
 from imagenets.metadata import load_metadata
@@ -139,13 +140,6 @@ class Layout:
         return width, self.legend_top + self.legend_rows * LEGEND_ROW + PAD
 
 
-def resize_ids(ids: np.ndarray, h: int, w: int) -> np.ndarray:
-    """Nearest-neighbour resize of an id map (ids are labels: never blend them)."""
-    rows = np.minimum((np.arange(h) + 0.5) * ids.shape[0] / h, ids.shape[0] - 1).astype(np.int64)
-    cols = np.minimum((np.arange(w) + 0.5) * ids.shape[1] / w, ids.shape[1] - 1).astype(np.int64)
-    return ids[rows][:, cols]
-
-
 def legend_entries(gt_ids: Sequence[int], pred_ids: Sequence[int], has_ignore: bool, has_unknown: bool,
                    labels: Dict[int, str]) -> List[Tuple[object, str]]:
     """(colour or "hatch", text) per legend row: the ids present, ignore, unknown ids."""
@@ -183,8 +177,8 @@ def render(photo: Image.Image, gt: np.ndarray, pred: np.ndarray, num_classes: in
     font, big = default_font(12), default_font(13)
     draw.text((PAD, PAD), _fit(draw, title, layout.size[0] - 2 * PAD, big), fill=TEXT, font=big)
     panels = [photo.convert("RGB").resize((layout.width, layout.height), Image.BILINEAR),
-              Image.fromarray(colorize(resize_ids(gt, layout.height, layout.width), num_classes)),
-              Image.fromarray(colorize(resize_ids(pred, layout.height, layout.width), num_classes))]
+              Image.fromarray(colorize(resize_nearest(gt, layout.height, layout.width), num_classes)),
+              Image.fromarray(colorize(resize_nearest(pred, layout.height, layout.width), num_classes))]
     for index, (panel, caption) in enumerate(zip(panels, ("image", "ground truth", "prediction"))):
         x, y = layout.panel_origin(index)
         canvas.paste(panel, (x, y))

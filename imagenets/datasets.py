@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 
 from .codec import open_image, read_mask, write_mask
 from .errors import UserError, first_few, warn
-from .idmaps import as_ids
+from .idmaps import as_ids, resize_nearest
 from .metadata import SOURCE_CACHE, Metadata, cache_complete, load_metadata, resolve_source
 from .subsets import IGNORE, MASK_FOLDERS, SPLITS, Subset, get_subset, subset_folder
 
@@ -289,10 +289,7 @@ def collate_padded(batch: Sequence[Tuple[torch.Tensor, torch.Tensor]]) -> Tuple[
 def _resized(ids: np.ndarray, size: Sequence[Any]) -> np.ndarray:
     """Nearest-neighbour resize of an id map to (H, W) (never blends ids)."""
     h, w = (int(v) for v in size)
-    ih, iw = ids.shape
-    if (h, w) == (ih, iw):
-        return ids
-    return ids[(np.arange(h) * ih // h)[:, None], np.arange(w) * iw // w]
+    return ids if (h, w) == ids.shape else resize_nearest(ids, h, w)
 
 
 def save_prediction(out_dir: Union[str, "os.PathLike[str]"], name: str, ids: Any,

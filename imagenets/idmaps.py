@@ -66,3 +66,34 @@ def id_map_pairs(gt: Any, pred: Any) -> List[Tuple[np.ndarray, np.ndarray]]:
     if gt_ids.ndim == 2:
         return [(gt_ids, pred_ids)]
     return list(zip(gt_ids, pred_ids))
+
+
+# ---- nearest-neighbour resizing -----------------------------------------------------------------
+
+def nearest_sources(source: int, target: int, rule: str = "centre") -> np.ndarray:
+    """Source index of each of ``target`` outputs in a nearest-neighbour resize of ``source``.
+
+    centre: the source pixel under the output's centre, floor((i + 1/2) * source / target),
+    integer exact. legacy: torch's ``mode="nearest"``, floor(i * scale) with the scale
+    source / target rounded to float32 and the product taken in float32, as torch computes it.
+    """
+    if rule == "centre":
+        return ((2 * np.arange(target) + 1) * source) // (2 * target)
+    if rule != "legacy":
+        raise ValueError(f"unknown sampling rule {rule!r}")
+    if target == source:  # torch's own shortcuts, free of float rounding
+        return np.arange(target)
+    if target == 2 * source:
+        return np.arange(target) >> 1
+    scale = np.float32(source) / np.float32(target)
+    index = np.floor(np.arange(target, dtype=np.float32) * scale).astype(np.int64)
+    return np.minimum(index, source - 1)
+
+
+def resize_nearest(ids: np.ndarray, height: int, width: int, rule: str = "centre") -> np.ndarray:
+    """Nearest-neighbour resize of a 2-D id map (ids are labels: never blend them); ``rule`` as
+    :func:`nearest_sources`. Every id-map resize of the toolbox goes through here."""
+    src_h, src_w = ids.shape
+    rows = nearest_sources(src_h, height, rule)
+    cols = nearest_sources(src_w, width, rule)
+    return ids[rows[:, None], cols[None, :]]

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .idmaps import resize_nearest
 from .subsets import IGNORE
 
 Sample = Tuple[object, Optional[torch.Tensor]]
@@ -41,8 +42,8 @@ def _pair(size: Size) -> Tuple[int, int]:
 
 def resize_mask(mask: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """Nearest-neighbour resize of an id map (never blends ids)."""
-    out = F.interpolate(mask[None, None].to(torch.float64), size=(h, w), mode="nearest")
-    return out[0, 0].to(mask.dtype)
+    # torch's legacy nearest (as F.interpolate(mode="nearest")), computed on the ids themselves
+    return torch.from_numpy(resize_nearest(mask.cpu().numpy(), h, w, "legacy")).to(mask.device)
 
 
 class Compose:

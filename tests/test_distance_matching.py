@@ -22,8 +22,8 @@ import torch.nn.functional as F
 
 from imagenets.evaluation.distance_matching import command as dm
 from imagenets.evaluation.distance_matching import vote as dm_vote
-from imagenets.evaluation.distance_matching.bank import (cache_path, nearest_sources, resize_nearest, resized_size,
-                                                       upsample)
+from imagenets.evaluation.distance_matching.bank import cache_path, resized_size, upsample
+from imagenets.idmaps import nearest_sources, resize_nearest
 from imagenets.evaluation.distance_matching.vote import CHUNK_ELEMENTS, VoteBank, knn_vote, vote_map
 from imagenets.codec import encode, read_mask
 from imagenets.subsets import IGNORE

@@ -16,7 +16,8 @@ from imagenets.metadata import load_metadata
 from imagenets.palette import HATCH_COLOURS, UNKNOWN_COLOUR, colour_of, palette
 from imagenets.subsets import IGNORE
 from imagenets.demo.synthetic import write_synthetic_dataset, write_synthetic_meta
-from imagenets.evaluation.visualize import Layout, image_iou, render, resize_ids, sort_scores
+from imagenets.evaluation.visualize import Layout, image_iou, render, sort_scores
+from imagenets.idmaps import resize_nearest as resize_ids
 
 
 def test_image_iou_averages_the_ids_present_without_ignore():

@@ -25,12 +25,14 @@ from imagenets.codec import open_image, read_mask
 from imagenets.errors import UserError, info, warn
 from imagenets.fileio import atomic_path
 from imagenets.progress import progress
+from imagenets.idmaps import resize_nearest
 from imagenets.subsets import IGNORE
+
+from .model import load_tensors
+from imagenets.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 SHORT_SIDE = 256
 UPSAMPLE = 4
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Bump when the preprocessing or the embedding recipe changes: old caches then miss.
 RECIPE_VERSION = 1
 #: Nearest-neighbour rule of each --compat: "centre" samples each target cell's centre;
@@ -64,34 +66,6 @@ def load_image(path: Path) -> Tuple[torch.Tensor, Tuple[int, int]]:
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
     return (pixels - mean) / std, (height, width)
-
-
-def nearest_sources(source: int, target: int, rule: str = "centre") -> np.ndarray:
-    """Source index of each of ``target`` outputs in a nearest-neighbour resize of ``source``.
-
-    centre: the source pixel under the output's centre, floor((i + 1/2) * source / target),
-    integer exact. legacy: torch's ``mode="nearest"``, floor(i * scale) with the scale
-    source / target rounded to float32 and the product taken in float32, as torch computes it.
-    """
-    if rule == "centre":
-        return ((2 * np.arange(target) + 1) * source) // (2 * target)
-    if rule != "legacy":
-        raise ValueError(f"unknown sampling rule {rule!r}")
-    if target == source:  # torch's own shortcuts, free of float rounding
-        return np.arange(target)
-    if target == 2 * source:
-        return np.arange(target) >> 1
-    scale = np.float32(source) / np.float32(target)
-    index = np.floor(np.arange(target, dtype=np.float32) * scale).astype(np.int64)
-    return np.minimum(index, source - 1)
-
-
-def resize_nearest(ids: np.ndarray, height: int, width: int, rule: str = "centre") -> np.ndarray:
-    """Nearest-neighbour resize of a 2-D label map (see :func:`nearest_sources` for ``rule``)."""
-    src_h, src_w = ids.shape
-    rows = nearest_sources(src_h, height, rule)
-    cols = nearest_sources(src_w, width, rule)
-    return ids[rows[:, None], cols[None, :]]
 
 
 class ImageSet(Dataset):
@@ -257,13 +231,6 @@ def bank_key(model_identity: str, weights_digest: Optional[str], mode: str, name
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
 
 
-def _torch_load(path: Path) -> object:
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except TypeError:  # torch < 1.13
-        return torch.load(str(path), map_location="cpu")
-
-
 def cache_path(out_dir: Path, key: str) -> Path:
     return out_dir / f"embeddings-{key[:16]}.pt"
 
@@ -274,7 +241,7 @@ def load_cached_bank(out_dir: Path, key: str) -> Optional[Bank]:
     if not path.is_file():
         return None
     try:
-        saved = _torch_load(path)
+        saved = load_tensors(path)
     except Exception:
         warn(f"embedding cache {path} is unreadable; rebuilding it")
         return None

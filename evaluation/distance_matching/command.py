@@ -22,16 +22,17 @@ from imagenets.errors import UserError, info
 from imagenets.fileio import read_json, write_json_atomic
 from imagenets.metadata import Metadata, load_metadata
 from imagenets.progress import progress
-from imagenets.subsets import Subset, get_subset
+from imagenets.subsets import Subset, get_subset, subset_folder
 
 from imagenets.evaluation.engine.evaluation import evaluate_predictions
+from imagenets.idmaps import resize_nearest
 from imagenets.evaluation.engine.matchfile import save_match
 from imagenets.evaluation.engine.matching import compute_match
 from imagenets.evaluation.engine.report import publish
 from imagenets.evaluation.protocols.submission import build_submission
 
 from .bank import (SAMPLING, UPSAMPLE, Bank, ImageSet, bank_key, build_bank, feature_maps,
-                   file_stamps, iterate_images, load_cached_bank, resize_nearest, save_bank)
+                   file_stamps, iterate_images, load_cached_bank, save_bank)
 from .model import MODEL_HINT, load_model, load_weights
 from .vote import VoteBank, vote_map
 
@@ -109,13 +110,12 @@ def _check_options(args: argparse.Namespace) -> None:
 
 def _dataset_root(path: str, subset: Subset, quiet: bool) -> Path:
     """``--dataset`` as given, or its ImageNetS{K} child when the parent DEST was given."""
-    root = Path(path)
-    if not root.is_dir():
-        raise UserError(f"--dataset {root} is not a directory: give DEST/{subset.name} as "
+    root = subset_folder(path, subset)
+    if root is None:
+        raise UserError(f"--dataset {path} is neither DEST nor DEST/{subset.name}: give the folder "
                         "written by `imagenets prepare`")
-    if not (root / "train-semi").is_dir() and (root / subset.name / "train-semi").is_dir():
-        info(f"using {root / subset.name}", quiet)
-        root = root / subset.name
+    if root != Path(path):
+        info(f"using {root}", quiet)
     return root
 
 

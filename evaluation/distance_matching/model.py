@@ -101,15 +101,20 @@ def load_model(spec: str, device: torch.device) -> Tuple[nn.Module, str]:
     return model.to(device).eval(), identity
 
 
+def load_tensors(path: Path) -> object:
+    """``torch.load`` of tensors and plain containers only (never arbitrary pickled objects), on the CPU."""
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except TypeError:  # torch < 1.13 has no weights_only
+        return torch.load(str(path), map_location="cpu")
+
+
 def _read_state_dict(path: Path) -> Dict[str, torch.Tensor]:
     """Load ``path`` as a state dict: unwrap a ``state_dict`` key, strip ``module.`` prefixes."""
     if not path.is_file():
         raise UserError(f"--weights {path} not found: check the path")
     try:
-        try:
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
-        except TypeError:  # torch < 1.13 has no weights_only
-            obj = torch.load(str(path), map_location="cpu")
+        obj = load_tensors(path)
     except pickle.UnpicklingError:
         raise UserError(f"--weights {path} holds Python objects beyond tensors and plain containers; "
                         "re-save only the state dict: torch.save(model.state_dict(), FILE)") from None
