@@ -115,6 +115,8 @@ def counting_device(device: str, quiet: bool = False) -> None:
     Counting costs less than decoding the PNGs (the floor), so a GPU cannot speed it up; say so
     rather than ignore the flag silently.
     """
+    if device == "cpu" or (device == "auto" and "torch" not in sys.modules):
+        return  # nothing to validate, and no reason to load torch (and CUDA) just to count on the CPU
     if resolve_device(device).type != "cpu":
         info(f"note: --device {device}: counting runs on the CPU workers (PNG decoding bounds it); "
              "the GPU is used by distance-matching", quiet)
