@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import stat
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, Mapping, Optional, Union
 
-from .errors import UserError
+from .errors import UserError, info
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -37,6 +39,32 @@ def _written_directly(path: Path) -> bool:
         return False
 
 
+#: Temporary files of atomic_path are ``.NAME.XXXXXXXX.tmp`` beside NAME (mkstemp's 8 random characters).
+TEMP_SUFFIX = ".tmp"
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+def remove_stale_temporaries(path: Path, older_than_s: float, what: str = "file", quiet: bool = False) -> None:
+    """Delete atomic_path's temporaries of ``path`` that a killed run left, untouched for ``older_than_s``
+    (a run writing at this moment is spared)."""
+    pattern = re.compile(re.escape(_temp_prefix(path)) + r"[A-Za-z0-9_]{8}" + re.escape(TEMP_SUFFIX))
+    folder = path.parent
+    if not folder.is_dir():
+        return
+    now = time.time()
+    for candidate in folder.iterdir():
+        try:
+            if (pattern.fullmatch(candidate.name) and candidate.is_file()
+                    and now - candidate.stat().st_mtime > older_than_s):
+                candidate.unlink()
+                info(f"removed {candidate}, a temporary {what} left by an interrupted run", quiet)
+        except OSError:  # gone meanwhile, or not ours to delete: leave it
+            continue
+
+
 @contextlib.contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
@@ -54,7 +82,7 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     if path.is_dir():
         raise UserError(f"{path} is a directory: give a file name for the output")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import time
 import zipfile
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 from imagenets.cli import Command, add_meta_argument, add_mode_argument, add_quiet_argument, add_workers_argument
 from imagenets.errors import UserError, first_few, info, warn
-from imagenets.fileio import atomic_path, check_outputs, read_json, write_json_atomic
+from imagenets.fileio import atomic_path, check_outputs, read_json, remove_stale_temporaries, write_json_atomic
 from imagenets.metadata import Metadata, load_metadata
 from imagenets.progress import progress
 from imagenets.subsets import SUBMISSION_SPLITS, Subset, get_subset
@@ -84,22 +82,6 @@ def write_submission_zip(output: Path, predict_dir: Path, masks: Sequence[str], 
             # PNGs are deflate-compressed already: deflating them again gains a few bytes at a large CPU cost.
             for mask in progress(masks, desc="zipping", quiet=quiet, unit="img"):
                 archive.write(predict_dir / mask, mask, compress_type=zipfile.ZIP_STORED)
-
-
-def remove_stale_temporaries(output: Path, quiet: bool = False) -> None:
-    """Delete the temporary zips a killed run left beside ``output`` (atomic_path's ``.NAME.XXXXXXXX.tmp``)."""
-    pattern = re.compile(re.escape(f".{output.name}.") + r"[A-Za-z0-9_]{8}\.tmp")
-    folder = output.parent
-    if not folder.is_dir():
-        return
-    now = time.time()
-    for path in folder.iterdir():
-        try:
-            if pattern.fullmatch(path.name) and path.is_file() and now - path.stat().st_mtime > STALE_AFTER_S:
-                path.unlink()
-                info(f"removed {path}, a temporary zip left by an interrupted run", quiet)
-        except OSError:  # gone meanwhile, or not ours to delete: leave it
-            continue
 
 
 def out_of_range_fix(predict_dir: Path, mapping_given: bool) -> str:
@@ -214,7 +196,7 @@ def build_submission(predict_dir: Path, subset: Subset, protocol_name: str, meth
     if check_only:
         info(f"{predict_dir}: every check passed ({len(masks)} PNGs, protocol {protocol.name})", quiet)
         return
-    remove_stale_temporaries(output, quiet)
+    remove_stale_temporaries(output, STALE_AFTER_S, what="zip", quiet=quiet)
     with exit_on_sigterm():
         write_submission_zip(output, predict_dir, masks, text,
                              match_to_json(mapping) if mapping is not None else None, quiet=quiet)
