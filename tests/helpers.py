@@ -160,7 +160,8 @@ def spec_boundary(ids: np.ndarray) -> np.ndarray:
 
 
 def bucket_of(n_c: int, n: int) -> str:
-    s = -(-100 * n_c // n)  # exact ceil(100 * n_c / N)
+    # The spec: ceil(100 * n_c / N) in float32, rounded at each step (the exact ceiling below ~1.3 Mpx).
+    s = math.ceil(float(np.float32(np.float32(n_c) * np.float32(100)) / np.float32(n)))
     if s <= 5:
         return "S"
     if s <= 25:
