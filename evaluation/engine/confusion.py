@@ -7,17 +7,16 @@ from typing import List, Optional
 
 import numpy as np
 
-from imagenets.subsets import IGNORE
-
 from .cooccurrence import best_match
-from .kernel import JointTable
+from .kernel import Cells, JointTable, table_cells
 from .metrics import iou
 
 
 class PixelConfusion:
-    """Accumulator: ``update_table`` per image, ``matrix()`` at the end; merges like the metrics.
+    """Accumulator: ``add_cells`` per batch of images, ``matrix()`` at the end; merges like the metrics.
 
-    Kept sparse per image (an image holds few ids) so that worker results stay small for K = 919.
+    Built from the cells the metrics add anyway (:func:`~.kernel.table_cells`): one compact sparse block
+    per batch, so worker results stay small for K = 919 and the cluster-id hint costs next to nothing.
     """
 
     def __init__(self, num_classes: int):
@@ -26,13 +25,13 @@ class PixelConfusion:
         self._counts: List[np.ndarray] = []
 
     def update_table(self, table: JointTable) -> None:
-        keep = table.gt_ids != IGNORE
-        cells = table.counts[keep].sum(axis=(2, 3))               # (nG, nP + 1): last = out of range
-        columns = np.append(table.pred_ids, self.num_classes + 1)
-        keys = table.gt_ids[keep][:, None] * (self.num_classes + 2) + columns[None, :]
-        nonzero = cells > 0
-        self._keys.append(keys[nonzero])
-        self._counts.append(cells[nonzero])
+        self.add_cells(table_cells([table], self.num_classes))
+
+    def add_cells(self, cells: Cells) -> None:
+        keys, inverse = np.unique(cells.gt * (self.num_classes + 2) + cells.pred, return_inverse=True)
+        self._keys.append(keys)
+        self._counts.append(np.bincount(inverse.reshape(-1), weights=cells.pixels, minlength=keys.size)
+                            .astype(np.int64))
 
     def merge(self, other: "PixelConfusion") -> "PixelConfusion":
         self._keys += other._keys
@@ -42,10 +41,10 @@ class PixelConfusion:
     def matrix(self) -> np.ndarray:
         """(K+1) x (K+2) int64 indexed [GT id, prediction id]; the last column: prediction ids outside 0..K."""
         k = self.num_classes
-        flat = np.zeros((k + 1) * (k + 2), dtype=np.int64)
-        if self._keys:
-            np.add.at(flat, np.concatenate(self._keys), np.concatenate(self._counts).astype(np.int64))
-        return flat.reshape(k + 1, k + 2)
+        empty = np.zeros(0, dtype=np.int64)
+        flat = np.bincount(np.concatenate([empty] + self._keys), np.concatenate([empty] + self._counts),
+                           minlength=(k + 1) * (k + 2))
+        return flat.astype(np.int64).reshape(k + 1, k + 2)
 
 
 def miou_of(confusion: np.ndarray, relabel: Optional[np.ndarray] = None) -> float:

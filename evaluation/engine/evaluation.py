@@ -63,17 +63,18 @@ class _EvaluateChunk:
 
     def __call__(self, pairs: Sequence[Pair]) -> Tally:
         tally = self.empty()
+        tables = []
         for pair in pairs:
             gt, pred = read_pair(pair)
-            table = joint_table(gt, pred, self.num_classes, pred_lut=self.lut)
-            try:
-                tally.metrics.update_table(table)
-            except InvalidGroundTruth as exc:
-                raise invalid_gt_error(pair, exc.args[0], self.num_classes) from None
-            if tally.confusion is not None:
-                tally.confusion.update_table(table)
+            tables.append(joint_table(gt, pred, self.num_classes, pred_lut=self.lut))
             if tally.images is not None:
                 tally.images.append(self._image_row(gt, pred))
+        try:
+            cells = tally.metrics.update_tables(tables)  # the chunk at once: per-image calls cost more
+        except InvalidGroundTruth as exc:
+            raise invalid_gt_error(pairs[exc.index], exc.args[0], self.num_classes) from None
+        if tally.confusion is not None:
+            tally.confusion.add_cells(cells)
         return tally
 
     def _image_row(self, gt: np.ndarray, pred: np.ndarray) -> Dict[str, object]:

@@ -1,5 +1,9 @@
-"""Parallel map-reduce over image pairs: a torch DataLoader pool works on chunks of pairs,
-the main process only adds up the partial results."""
+"""Parallel map-reduce over image pairs: a process pool works on chunks of pairs, the main process
+only adds up the partial results.
+
+The pool is the standard library's (``concurrent.futures``), not torch's DataLoader: counting needs no
+torch, and importing it costs about a second of every run.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ import ctypes
 import math
 import signal
 import sys
-from typing import Callable, List, Optional, Sequence, TypeVar
+from collections import deque
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 from imagenets.device import cap_workers, resolve_device
 from imagenets.errors import UserError, info
@@ -16,29 +21,19 @@ from imagenets.progress import progress
 T = TypeVar("T")
 R = TypeVar("R")
 
-
-class _Chunks:
-    """A map-style dataset for the DataLoader: item i = ``work(chunk i)``; a UserError travels back as data so it stays one clean line."""
-
-    def __init__(self, chunks: List[Sequence], work: Callable[[Sequence], R]):
-        self.chunks = chunks
-        self.work = work
-
-    def __len__(self) -> int:
-        return len(self.chunks)
-
-    def __getitem__(self, index: int):
-        try:
-            return True, self.work(self.chunks[index]), len(self.chunks[index])
-        except UserError as exc:
-            return False, str(exc), len(self.chunks[index])
-        except OSError as exc:  # disk full, permission: the file and the reason, without a worker traceback
-            where = f"{exc.filename}: " if exc.filename is not None else ""
-            return False, f"{where}{exc.strerror or exc}", len(self.chunks[index])
+#: A chunk's outcome: (done, result or error line, items in the chunk). A UserError or OSError travels
+#: back as data, so that it stays one clean line.
+Outcome = Tuple[bool, object, int]
 
 
-def _keep(item):
-    return item  # no collation: partial results stay numpy
+def _attempt(work: Callable[[Sequence], R], items: Sequence) -> Outcome:
+    try:
+        return True, work(items), len(items)
+    except UserError as exc:
+        return False, str(exc), len(items)
+    except OSError as exc:  # disk full, permission: the file and the reason, without a worker traceback
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        return False, f"{where}{exc.strerror or exc}", len(items)
 
 
 # glibc mallopt parameters.
@@ -63,14 +58,23 @@ def keep_freed_memory() -> None:
     mallopt(_M_TRIM_THRESHOLD, 64 << 20)
 
 
-def _worker_setup(_worker_id: int) -> None:
-    # Ctrl-C reaches the whole process group: only the main process handles it (it shuts the pool
-    # down), so no worker dies mid-item and no torch "Exception ignored" traceback is printed.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    import torch
+#: The job of this worker process (set once per process, so that chunks travel without it).
+_WORK: Optional[Callable[[Sequence], object]] = None
 
-    torch.set_num_threads(1)
+
+def _worker_setup(work: Callable[[Sequence], object]) -> None:
+    global _WORK
+    _WORK = work
+    # Ctrl-C reaches the whole process group: only the main process handles it (it shuts the pool
+    # down), so no worker dies mid-item and prints a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if "torch" in sys.modules:  # a job that uses torch: one thread per worker, the workers are the parallelism
+        sys.modules["torch"].set_num_threads(1)
     keep_freed_memory()
+
+
+def _work_on(items: Sequence) -> Outcome:
+    return _attempt(_WORK, items)
 
 
 def chunk(items: Sequence[T], workers: int, size: Optional[int] = None) -> List[Sequence[T]]:
@@ -81,32 +85,64 @@ def chunk(items: Sequence[T], workers: int, size: Optional[int] = None) -> List[
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+class _Pool:
+    """``workers`` processes running ``work`` on ``chunks``, started at once; iterating gives the outcomes
+    in chunk order, with at most ``ahead`` chunks in flight (their results wait in memory for their turn)."""
+
+    def __init__(self, work: Callable[[Sequence], object], workers: int, chunks: Sequence[Sequence], ahead: int):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # fork where it is the platform's way (Linux): the workers inherit the job, and start here, before
+        # any thread (a progress bar's) exists; elsewhere the platform's default (spawn), the job pickled
+        # once per worker.
+        fork = sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+        self._executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork") if fork else None,
+                                             initializer=_worker_setup, initargs=(work,))
+        self._todo = iter(chunks)
+        self._pending: deque = deque()
+        for _ in range(ahead):
+            self._submit_next()
+
+    def _submit_next(self) -> None:
+        items = next(self._todo, None)
+        if items is not None:
+            self._pending.append(self._executor.submit(_work_on, items))
+
+    def __iter__(self) -> Iterator[Outcome]:
+        from concurrent.futures.process import BrokenProcessPool
+
+        while self._pending:
+            try:
+                outcome = self._pending.popleft().result()
+            except BrokenProcessPool:
+                raise UserError("a worker process ended abruptly (killed, or out of memory?): rerun with "
+                                "fewer --workers, or --workers 0") from None
+            self._submit_next()
+            yield outcome
+
+    def close(self) -> None:
+        """Stop now (an error or Ctrl-C): drop the chunks not started, wait for those in hand."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
 def map_reduce(items: Sequence[T], work: Callable[[Sequence[T]], R], reduce: Callable[[R], None],
                workers: int = 2, quiet: bool = False, desc: str = "", unit: str = "img",
                chunk_size: Optional[int] = None) -> None:
     """Apply ``work`` to chunks of ``items`` (in ``workers`` processes) and feed each result to ``reduce``."""
     workers = cap_workers(workers, quiet)
     chunks = chunk(items, workers, chunk_size)
-    dataset = _Chunks(chunks, work)
-    if workers == 0:
-        results = iter(dataset[i] for i in range(len(dataset)))
-    else:
-        from torch.utils.data import DataLoader  # loaded when workers are used: --help and checks stay quick
-
-        results = iter(DataLoader(dataset, batch_size=None, shuffle=False, num_workers=workers,
-                                  collate_fn=_keep, worker_init_fn=_worker_setup, prefetch_factor=4))
+    pool = _Pool(work, workers, chunks, ahead=4 * workers) if workers and chunks else None
     try:
         with progress(total=len(items), desc=desc, quiet=quiet, unit=unit) as bar:
-            for ok, value, n in results:
+            for ok, value, n in pool if pool is not None else (_attempt(work, c) for c in chunks):
                 if not ok:
                     raise UserError(value)
                 reduce(value)
                 bar.update(n)
     finally:
-        # Stop the workers now (an error or Ctrl-C), not in a garbage-collector callback at exit.
-        shutdown = getattr(results, "_shutdown_workers", None)
-        if shutdown is not None:
-            shutdown()
+        if pool is not None:
+            pool.close()
 
 
 def counting_device(device: str, quiet: bool = False) -> None:
