@@ -22,12 +22,22 @@ from imagenets.evaluation.engine.report import _fmt, interval, json_ready, text_
 
 
 def paired_runs(a: SavedCounts, b: SavedCounts, a_path: Path, b_path: Path) -> SavedCounts:
-    """``b`` with its images in ``a``'s order; UserError naming both files unless they hold the same images."""
+    """``b`` with its images in ``a``'s order; a UserError naming both files and what differs unless they hold
+    the same subset, the same images and the same GT counts (GT fingerprint)."""
     if a.counts.num_classes != b.counts.num_classes:
         raise UserError(f"{a_path} is ImageNet-S{a.counts.num_classes} but {b_path} is "
                         f"ImageNet-S{b.counts.num_classes}: compare runs of the same subset")
-    if a.names == b.names:
-        return b
+    if a.names != b.names:
+        b = _same_images(a, b, a_path, b_path)
+    if a.context["gt_fingerprint"] != b.context["gt_fingerprint"]:
+        raise UserError(f"{a_path} and {b_path} were scored against different ground truth (GT fingerprints "
+                        f"{a.context['gt_fingerprint'][:12]} and {b.context['gt_fingerprint'][:12]}; --gt-dir "
+                        f"{a.context.get('gt_dir', '?')} and {b.context.get('gt_dir', '?')}): compare runs "
+                        "evaluated against the same GT masks")
+    return b
+
+
+def _same_images(a: SavedCounts, b: SavedCounts, a_path: Path, b_path: Path) -> SavedCounts:
     only_a, only_b = sorted(set(a.names) - set(b.names)), sorted(set(b.names) - set(a.names))
     if only_a or only_b or len(a.names) != len(b.names):
         raise UserError(f"{a_path} and {b_path} hold different images ({len(only_a)} only in {a_path}"
@@ -44,9 +54,9 @@ def compare_files(a_path: Path, b_path: Path, resamples: int, seed: int) -> Dict
 
     a, b = load_counts(a_path), load_counts(b_path)
     b = paired_runs(a, b, a_path, b_path)
-    return {"a": str(a_path), "b": str(b_path), "subset": a.context.get("subset", ""),
-            "images": a.counts.images, "resamples": resamples, "seed": seed,
-            "metrics": paired_bootstrap(a.counts, b.counts, resamples, seed)}
+    return {"a": str(a_path), "b": str(b_path), "subset": a.context["subset"],
+            "gt_fingerprint": a.context["gt_fingerprint"], "images": a.counts.images, "resamples": resamples,
+            "seed": seed, "metrics": paired_bootstrap(a.counts, b.counts, resamples, seed)}
 
 
 def comparison_table(result: Dict[str, object]) -> str:

@@ -50,6 +50,25 @@ def test_image_counts_add_up_to_the_accumulators(run):
     assert math.isclose(counts.f.sum(), metrics.f_sum)
 
 
+def test_a_batch_of_tables_adds_exactly_what_one_by_one_does():
+    one_by_one, batched = SegmentationMetrics(K, keep_images=True), SegmentationMetrics(K, keep_images=True)
+    tables = []
+    for index in range(23):
+        gt, pred = synthetic_pair(4, index, 1 + index % CLASSES, K, (8, 30), 0.6, 0.05)
+        gt[: index % 5] = 1000
+        if index == 7:
+            gt[:] = 1000  # nothing left: counts nowhere
+        tables.append(joint_table(gt, pred, K))
+        one_by_one.update_table(tables[-1])
+    batched.update_tables(tables[:10])
+    batched.update_tables(tables[10:])
+    assert (batched.counts == one_by_one.counts).all() and batched.f_sum == one_by_one.f_sum
+    assert (batched.images, batched.correct) == (one_by_one.images, one_by_one.correct)
+    a, b = batched.image_counts(), one_by_one.image_counts()
+    for name in ("indptr", "keys", "values", "correct", "f"):
+        assert (getattr(a, name) == getattr(b, name)).all(), name
+
+
 def test_every_image_once_gives_the_plain_result(run):
     metrics, _ = run
     point, plain = Resampler(metrics.image_counts()).point(), metrics.compute()

@@ -109,7 +109,11 @@ def count_predictions(predict_dir: Path, gt_dir: Path, subset: Subset, meta: Met
     map_reduce(pairs, job, total.merge, workers=workers, quiet=quiet, desc="evaluating")
     total.names = [pair.name for pair in pairs]
     total.context = {"subset": subset.name, "mode": k, "predict_dir": str(predict_dir), "gt_dir": str(gt_dir),
-                     "match": match.path if match is not None else None}
+                     "match": match.path if match is not None else None, "match_digest": ""}
+    if match is not None:
+        from .countsfile import match_digest  # what --save-counts records: which match the counts went through
+
+        total.context["match_digest"] = match_digest(match.mapping)
     metrics = total.metrics
     if metrics.out_of_range_pixels:
         what = ("prediction ids the match does not cover" if lut is not None
