@@ -5,7 +5,8 @@
 On ImageNet-S919-like synthetic pairs (sides 24-160 px, cached under ``bench/_data/``, shared with
 bench_match.py), in one run: the plain evaluation with ``--match`` (the floor), the same keeping every
 image's sparse counts, then the bootstrap alone (multiplicity matrix times sparse counts, the summary of
-every resample, the intervals); and the evaluation without ``--match`` (pixel confusion kept, the cluster-id
+every resample, each resample's standard error for the studentized intervals; and, for reference, the
+percentile intervals, which need no standard errors); and the evaluation without ``--match`` (pixel confusion kept, the cluster-id
 hint's assignment solved), each as a ratio to the floor.
 """
 
@@ -21,7 +22,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from bench_evaluate import DATA, synthetic_case, timed, warm_page_cache  # noqa: E402
-from imagenets.evaluation.engine.bootstrap import bootstrap_intervals  # noqa: E402
+from imagenets.evaluation.engine.bootstrap import METHOD, bootstrap_intervals  # noqa: E402
 from imagenets.evaluation.engine.evaluation import (Keep, count_predictions, evaluate_predictions,  # noqa: E402
                                                     summarize_tally)
 from imagenets.evaluation.engine.inputs import make_pairs  # noqa: E402
@@ -62,6 +63,8 @@ def main(argv: List[str] = None) -> int:
         keep_s, keep_cpu = min(keep_s, wall), min(keep_cpu, cpu)
     counts_s, _cpu, counts = timed(tally.metrics.image_counts)
     boot_s, boot_cpu, ci = timed(lambda: bootstrap_intervals(counts, args.resamples, seed=0))
+    plain_boot_s, _cpu, plain_ci = timed(lambda: bootstrap_intervals(counts, args.resamples, seed=0,
+                                                                    method="percentile"))
     assert summarize_tally(tally)["mIoU"] == plain["mIoU"]
     unmatched_s, unmatched_cpu, _result = timed(lambda: summarize_tally(count(Keep(), match=None)))
 
@@ -74,7 +77,9 @@ def main(argv: List[str] = None) -> int:
           f"{keep_cpu / plain_cpu:.2f}x the floor; {counts.keys.size} sparse rows, "
           f"{counts.keys.size / args.pairs:.1f} per image")
     print(f"{'  bootstrap alone':<36} {boot_s:7.2f} s  {boot_cpu:7.2f} s   (+ {counts_s:.2f} s to gather the rows); "
-          f"mIoU 95% interval [{ci['mIoU'][0]:.2f}, {ci['mIoU'][1]:.2f}]")
+          f"mIoU 95% interval ({METHOD}) [{ci['mIoU'][0]:.2f}, {ci['mIoU'][1]:.2f}]")
+    print(f"{'  percentile intervals instead':<36} {plain_boot_s:7.2f} s  {'':>9}   (no standard errors); "
+          f"mIoU [{plain_ci['mIoU'][0]:.2f}, {plain_ci['mIoU'][1]:.2f}]")
     print(f"{'  added by --bootstrap':<36} {added:7.2f} s  {'':>9}   {added / plain_s:.2f}x the floor "
           f"(whole run {(plain_s + added) / plain_s:.2f}x); bootstrap alone {boot_s / plain_s:.3f}x")
     print(f"{'evaluate without --match':<36} {unmatched_s:7.2f} s  {unmatched_cpu:7.2f} s   "

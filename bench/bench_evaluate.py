@@ -5,7 +5,8 @@
 Generates once (cached under ``bench/_data/``) ImageNet-S300-like synthetic pairs with sides 24-500 px,
 then in one run times: the decode floor (``--workers`` processes that merely open and decode every
 GT and prediction PNG), the whole evaluation (metadata, header checks, counting, summary) and the same
-with ``--match``. Reports pairs/s, the ratio to the floor, and peak RSS of this process and its children.
+with ``--match``, in this process; then ``python -m imagenets evaluate`` as a whole process (start-up and
+imports included). Reports pairs/s, the ratio to the floor, and peak RSS of this process and its children.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import json
 import os
 import resource
+import subprocess
 import sys
 import threading
 import time
@@ -203,9 +205,17 @@ def main(argv: List[str] = None) -> int:
         return evaluate_predictions(case["pred"], case["gt"], get_subset(k), load_metadata(case["meta"]),
                                     match_file=match, workers=args.workers, quiet=True)
 
+    def whole_process(match=None):
+        argv = [sys.executable, "-m", "imagenets", "evaluate", "--predict-dir", str(case["pred"]), "--gt-dir",
+                str(case["gt"]), "--mode", str(k), "--meta-dir", str(case["meta"]), "--workers", str(args.workers),
+                "--quiet"] + (["--match", str(match)] if match else [])
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        return subprocess.run(argv, env=env, check=True, capture_output=True, text=True)
+
     floor_before = decode_floor(files, args.workers)
     plain_s, plain_cpu, plain = timed(evaluate)
     match_s, match_cpu, matched = timed(lambda: evaluate(case["match"]))
+    process_s, process_cpu, _done = timed(whole_process)
     floor_after = decode_floor(files, args.workers)
     floor = min(floor_before, floor_after)  # the faster run: the stricter floor
     with MemorySampler() as memory:  # apart: sampling costs a little CPU
@@ -218,8 +228,10 @@ def main(argv: List[str] = None) -> int:
           + f"   (runs: {floor_before[0]:.2f} s, {floor_after[0]:.2f} s wall)")
     print(row("evaluate", plain_s, plain_cpu, args.pairs, floor))
     print(row("evaluate --match", match_s, match_cpu, args.pairs, floor))
+    print(row("python -m imagenets", process_s, process_cpu, args.pairs, floor) + "   (evaluate, whole process)")
     print(f"{'goal':<18} whole evaluation <= 2.00x the floor (wall): "
-          f"{'met' if max(plain_s, match_s) <= 2 * floor[0] else 'NOT met'}")
+          f"{'met' if max(plain_s, match_s) <= 2 * floor[0] else 'NOT met'} (goal 1.5x; on a loaded machine "
+          "the CPU ratios are the steadier ones)")
     print(f"{'peak memory':<18} {memory.peak_mb:.0f} MB PSS, main + workers together (sampled); "
           f"max RSS main {own:.0f} MB, largest child {child:.0f} MB")
     print(f"{'results':<18} mIoU {plain['mIoU']:.2f} (clusters), {matched['mIoU']:.2f} (matched), "

@@ -1,7 +1,8 @@
 """``imagenets compare A.npz B.npz``: paired difference (B - A) of two runs on the same images.
 
 Both files come from ``evaluate --save-counts``. The images are resampled together (paired bootstrap):
-each summary key gets B - A, its 95% percentile interval and a two-sided p-value.
+each summary key gets B - A, its 95% interval and a two-sided p-value (symmetric studentized bootstrap:
+the method is named in the table and as "ci95_method" in the JSON).
 """
 
 from __future__ import annotations
@@ -50,13 +51,14 @@ def _same_images(a: SavedCounts, b: SavedCounts, a_path: Path, b_path: Path) -> 
 
 
 def compare_files(a_path: Path, b_path: Path, resamples: int, seed: int) -> Dict[str, object]:
-    from imagenets.evaluation.engine.bootstrap import paired_bootstrap  # torch: loaded only here
+    from imagenets.evaluation.engine.bootstrap import METHOD, paired_bootstrap  # torch: loaded only here
 
     a, b = load_counts(a_path), load_counts(b_path)
     b = paired_runs(a, b, a_path, b_path)
     return {"a": str(a_path), "b": str(b_path), "subset": a.context["subset"],
             "gt_fingerprint": a.context["gt_fingerprint"], "images": a.counts.images, "resamples": resamples,
-            "seed": seed, "metrics": paired_bootstrap(a.counts, b.counts, resamples, seed)}
+            "seed": seed, "ci95_method": METHOD,
+            "metrics": paired_bootstrap(a.counts, b.counts, resamples, seed)}
 
 
 def comparison_table(result: Dict[str, object]) -> str:
@@ -67,9 +69,10 @@ def comparison_table(result: Dict[str, object]) -> str:
         rows.append([key, _fmt(m["a"]), _fmt(m["b"]), _fmt(m["difference"], signed=True),
                      interval(m["ci95"], signed=True), "n/a" if p is None else f"{p:.4f}"])
     return "\n".join([f"A = {result['a']}", f"B = {result['b']}",
-                      f"{result['subset']}, {result['images']} images; paired bootstrap, "
+                      f"{result['subset']}, {result['images']} images; paired bootstrap ({result['ci95_method']}), "
                       f"{result['resamples']} resamples, seed {result['seed']}", "",
-                      text_table(["metric", "A", "B", "B - A", "95% interval", "p"], rows)])
+                      text_table(["metric", "A", "B", "B - A", f"95% interval ({result['ci95_method']})",
+                                  f"p ({result['ci95_method']})"], rows)])
 
 
 def _resamples(text: str) -> int:
@@ -96,9 +99,9 @@ def run(args: argparse.Namespace) -> int:
 COMMAND = Command("compare", "paired difference of two runs' saved counts, with intervals and p-values",
                   add_arguments, run,
                   description="Paired bootstrap of two runs saved with `evaluate --save-counts` on the same "
-                              "images: B - A for every summary key, its 95% percentile interval, and a "
-                              "two-sided p-value (twice the smaller share of resampled differences on either "
-                              "side of 0).")
+                              "images: B - A for every summary key, its 95% interval and a two-sided p-value, both "
+                              "from the symmetric studentized bootstrap (p: the share of resamples whose |t| reaches "
+                              "the observed difference's).")
 
 
 if __name__ == "__main__":

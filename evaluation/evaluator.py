@@ -67,8 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also draw the per-class IoU as a bar chart, classes sorted, with the mIoU line")
     group = parser.add_argument_group("analysis (opt-in; the benchmark's numbers stay the same)")
     group.add_argument("--bootstrap", type=_count, default=0, metavar="B",
-                       help="resample the images B times (with replacement): a 95%% percentile interval for "
-                            "every summary key, in the table and as \"ci95\" in --output")
+                       help="resample the images B times (with replacement): a 95%% interval for every summary "
+                            "key (symmetric studentized bootstrap, bootstrap-t), in the table and as \"ci95\" in "
+                            "--output (with \"ci95_method\")")
     group.add_argument("--seed", type=int, default=0, metavar="S", help="random seed of --bootstrap")
     group.add_argument("--save-counts", type=suffix_option(".npz"), default=None, metavar="FILE.npz",
                        help="keep every image's counts and name, for `imagenets compare A.npz B.npz`")
@@ -90,7 +91,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def add_analysis(result: dict, tally: Tally, args: argparse.Namespace) -> None:
     """The opt-in numbers: bootstrap intervals and the non-benchmark block."""
     if args.bootstrap:
-        from imagenets.evaluation.engine.bootstrap import bootstrap_intervals  # torch sparse: only when asked for
+        from imagenets.evaluation.engine.bootstrap import METHOD, bootstrap_intervals  # torch: only when asked for
 
         counts = tally.metrics.image_counts()
         few = rare_classes(counts)
@@ -98,7 +99,8 @@ def add_analysis(result: dict, tally: Tally, args: argparse.Namespace) -> None:
             warn(f"{few} classes appear in fewer than {FEW_IMAGES} images: resamples often miss them, "
                  "which skews the intervals; they are reliable when every class has several images, as in "
                  "the official splits")
-        result["bootstrap"] = {"resamples": args.bootstrap, "seed": args.seed, "level": 95}
+        result["bootstrap"] = {"resamples": args.bootstrap, "seed": args.seed, "level": 95, "method": METHOD}
+        result["ci95_method"] = METHOD
         result["ci95"] = bootstrap_intervals(counts, args.bootstrap, args.seed)
     if args.extra_metrics:
         from imagenets.evaluation.engine.metrics import extra_metrics

@@ -30,12 +30,13 @@ def evaluate(case, *extra: str) -> dict:
 def test_bootstrap_adds_intervals_to_json_and_table(case, capsys):
     result = evaluate(case, "--bootstrap", "50", "--seed", "3")
     assert set(result["ci95"]) == set(SUMMARY_KEYS)
-    assert result["bootstrap"] == {"resamples": 50, "seed": 3, "level": 95}
+    assert result["bootstrap"] == {"resamples": 50, "seed": 3, "level": 95, "method": "studentized-symmetric"}
+    assert result["ci95_method"] == "studentized-symmetric"
     assert result["ci95"] == evaluate(case, "--bootstrap", "50", "--seed", "3")["ci95"]
     args = [a for a in base_args(case) if a != "--quiet"] + ["--bootstrap", "50"]
     assert EVALUATE.main(args) == 0
     out = capsys.readouterr().out
-    assert "95% interval (50 resamples of the images, seed 0)" in out
+    assert "95% interval (studentized-symmetric, 50 resamples of the images, seed 0)" in out
     lo, hi = evaluate(case, "--bootstrap", "50")["ci95"]["mIoU"]
     assert f"[{lo:.2f}, {hi:.2f}]" in out
 
@@ -139,8 +140,10 @@ def test_compare_of_a_run_with_itself_gives_zero_and_p_one(case, capsys):
     for key in SUMMARY_KEYS:
         m = result["metrics"][key]
         assert m["difference"] in (0.0, None) and m["p"] in (1.0, None)
+    assert result["ci95_method"] == "studentized-symmetric"
     assert compare.COMMAND.main([str(path), str(path), "--bootstrap", "100"]) == 0
-    assert "B - A" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "B - A" in out and "95% interval (studentized-symmetric)" in out and "p (studentized-symmetric)" in out
 
 
 def test_compare_refuses_runs_over_other_images(case, capsys):

@@ -55,7 +55,8 @@ def summary_table(result: Dict[str, object]) -> str:
     lines = [f"{'metric':<9}  {'value':>7}", f"{'-' * 9}  {'-' * 7}"]
     if "ci95" in result:
         boot = result["bootstrap"]
-        lines[0] += f"  95% interval ({boot['resamples']} resamples of the images, seed {boot['seed']})"
+        lines[0] += (f"  95% interval ({result.get('ci95_method', boot.get('method'))}, {boot['resamples']} "
+                     f"resamples of the images, seed {boot['seed']})")
         lines[1] += f"  {'-' * 16}"
         lines += [f"{k:<9}  {_fmt(result[k]):>7}  {interval(result['ci95'][k])}" for k in SUMMARY_KEYS]
     else:
