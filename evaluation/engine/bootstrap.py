@@ -148,24 +148,26 @@ class Draws:
     def __init__(self, first: ImageCounts, second: Optional[ImageCounts], resamples: int, seed: int,
                  with_errors: bool):
         runs = [Resampler(first)] + ([Resampler(second)] if second is not None else [])
-        self.run_points = [r.point() for r in runs]
-        self.point, self.error = self._block(runs, np.ones((1, first.images)), True)
+        ones = np.ones((1, first.images))
+        totals = [r.totals(ones) for r in runs]
+        self.run_points = [{k: float(v[0]) for k, v in r.summaries(ones, t).items()} for r, t in zip(runs, totals)]
+        self.point = {key: self.run_points[-1][key] - (self.run_points[0][key] if second is not None else 0.0)
+                      for key in SUMMARY_KEYS}
+        self.influence: Dict[str, np.ndarray] = {}   # every image's, for BCa's acceleration
+        self.error: Dict[str, float] = {}            # the run's standard error
+        for key in SUMMARY_KEYS:
+            effects = [r.influence(key, ones, t) for r, t in zip(runs, totals)]
+            self.influence[key] = (effects[-1] - effects[0] if second is not None else effects[0])[:, 0]
+            self.error[key] = float(np.sqrt((self.influence[key] ** 2).sum()))
         blocks = [self._block(runs, w, with_errors) for w in multiplicities(first.images, resamples, seed)]
         self.values = {key: np.concatenate([b[0][key] for b in blocks]) if blocks else np.zeros(0)
                        for key in SUMMARY_KEYS}
         self.errors = ({key: np.concatenate([b[1][key] for b in blocks]) if blocks else np.zeros(0)
                         for key in SUMMARY_KEYS} if with_errors else {})
-        self.influence = {}
-        ones = np.ones((1, first.images))
-        totals = [r.totals(ones) for r in runs]
-        for key in SUMMARY_KEYS:
-            effects = [r.influence(key, ones, t)[:, 0] for r, t in zip(runs, totals)]
-            self.influence[key] = effects[-1] - effects[0] if second is not None else effects[0]
-        self.point = {key: float(v[0]) for key, v in self.point.items()}
-        self.error = {key: float(v[0]) for key, v in self.error.items()}
 
     @staticmethod
     def _block(runs: List[Resampler], weights: np.ndarray, with_errors: bool):
+        """Summary values (or differences) of a block of resamples, and their standard errors if asked."""
         totals = [r.totals(weights) for r in runs]
         summaries = [r.summaries(weights, t) for r, t in zip(runs, totals)]
         values = {key: summaries[-1][key] - summaries[0][key] if len(runs) > 1 else summaries[0][key]
