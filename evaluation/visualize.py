@@ -170,13 +170,18 @@ def legend_entries(gt_ids: Sequence[int], pred_ids: Sequence[int], has_ignore: b
 
 
 def wrap(draw: ImageDraw.ImageDraw, text: str, width: int, font) -> List[str]:
-    """``text`` broken at spaces into lines no wider than ``width`` (a word wider than that is cut)."""
+    """``text`` broken at spaces into lines no wider than ``width``; a word wider than that (a long file
+    name) is broken between characters, so nothing is ever cut."""
     lines: List[str] = []
     for word in text.split(" "):
         if lines and draw.textlength(f"{lines[-1]} {word}", font=font) <= width:
             lines[-1] = f"{lines[-1]} {word}"
-        else:
-            lines.append(_fit(draw, word, width, font))
+            continue
+        lines.append("")
+        for char in word:
+            if lines[-1] and draw.textlength(lines[-1] + char, font=font) > width:
+                lines.append("")
+            lines[-1] += char
     return lines or [""]
 
 

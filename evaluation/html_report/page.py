@@ -38,7 +38,7 @@ header .headline{font-size:15px;margin-top:4px;color:#e2e8f0}
 header .headline b{color:#fff;font-size:17px}
 nav{position:sticky;top:0;z-index:2;background:#fff;border-bottom:1px solid var(--line);padding:6px 24px}
 nav a{margin-right:16px;color:var(--accent);text-decoration:none}
-main{padding:8px 24px 40px;max-width:1400px}
+main{padding:8px 24px 40px;max-width:1600px}
 section{background:#fff;border:1px solid var(--line);border-radius:6px;padding:12px 16px;margin:14px 0}
 h2{font-size:17px;margin:2px 0 10px}
 h3{font-size:15px;margin:14px 0 6px}
@@ -47,8 +47,9 @@ table{border-collapse:collapse}
 th,td{padding:3px 8px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .row{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}
-.chart{width:640px;max-width:100%;height:auto;background:#fff;font:11px system-ui,"DejaVu Sans",sans-serif}
+.chart{width:640px;max-width:100%;flex:1 1 500px;height:auto;background:#fff;font:11px system-ui,"DejaVu Sans",sans-serif}
 .chart text{fill:#2d3748}.chart .title{font-size:13px;font-weight:600}
+.chart .name{paint-order:stroke;stroke:#fff;stroke-width:3px;stroke-linejoin:round}
 .chart .grid{stroke:#edf2f7}.chart .axis{stroke:#4a5568}.chart .leader{stroke:#a0aec0}
 .chart .ci{stroke:#222;stroke-width:1.3;fill:none}
 .scroll{max-height:640px;overflow:auto;border:1px solid var(--line)}
@@ -58,7 +59,8 @@ th[data-type]:after{content:" \\2195";color:#a0aec0}
 th[aria-sort=ascending]:after{content:" \\2191";color:var(--fg)}
 th[aria-sort=descending]:after{content:" \\2193";color:var(--fg)}
 td.bar{background:linear-gradient(90deg,var(--bar) calc(var(--v)*1%),transparent 0)}
-td.small{font-size:12px;color:var(--muted);min-width:220px;max-width:360px}
+td.small{font-size:12px;color:var(--muted);min-width:260px;max-width:440px}
+#class-table{font-size:13px}#class-table td,#class-table th{padding:3px 6px}
 #class-table td:nth-child(2){white-space:nowrap}
 input[type=search]{padding:4px 8px;width:280px;margin-bottom:6px}
 .pics{display:flex;flex-wrap:wrap;gap:12px}
@@ -131,6 +133,10 @@ def _share(value: float) -> str:
     return "0" if value == 0 else (f"{value:.3f}" if value < 0.1 else f"{value:.2f}")
 
 
+def _percent(share: float) -> str:
+    return "&lt;0.1%" if share < 0.05 else f"{share:.1f}%"
+
+
 def id_label(class_id: int, rows: Sequence[ClassRow], short: bool = True) -> str:
     if class_id >= len(rows):
         return "unmatched / outside 0..K"
@@ -167,9 +173,9 @@ def summary_section(data: ReportData) -> str:
     iou_hist = histogram_chart("How many classes reach each IoU", [
         ("IoU", [r.iou for r in data.classes], "#2b6cb0"),
         ("boundary IoU", [r.biou for r in data.classes], "#dd6b20")], "classes")
-    return (f'<section id="summary"><h2>Summary</h2><table>{head}{"".join(rows)}</table>{how}'
-            f'<div class="row">{sorted_iou_chart(classes, float(result.get("mIoU") or math.nan))}{iou_hist}</div>'
-            "</section>")
+    chart = sorted_iou_chart(classes, float(result.get("mIoU") or math.nan))
+    return (f'<section id="summary"><h2>Summary</h2><div class="row"><div><table>{head}{"".join(rows)}</table>'
+            f"{how}</div>{chart}{iou_hist}</div></section>")
 
 
 def buckets_section(data: ReportData) -> str:
@@ -221,7 +227,7 @@ def classes_section(data: ReportData) -> str:
         cells += [_cell(v, 1) for v in r.buckets]
         if has_images:
             cells.append(f"<td class=n>{'' if r.images is None else r.images}</td>")
-        confused = ", ".join(f"{escape(id_label(p, rows))} ({share:.1f}%)" for p, share in r.confused)
+        confused = ", ".join(f"{escape(id_label(p, rows))} ({_percent(share)})" for p, share in r.confused)
         cells.append(f"<td class=small>{confused}</td>")
         if has_clusters:
             text = ", ".join(f"{c} ({'n/a' if s is None else f'{s:.0f}%'})" for c, s in r.clusters or [])
