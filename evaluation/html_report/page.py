@@ -289,6 +289,8 @@ def pictures_section(data: ReportData, shown: Dict[str, List[Tuple[object, Pictu
              "image (when found), ground truth, prediction (after the match) and its errors over the greyed image. "
              f"Colours follow the legend under each picture.</p>{hist}"]
     for title, items in shown.items():
+        if not items:
+            continue
         parts.append(f"<h3>{escape(title)}</h3><div class=pics>"
                      + "".join(_picture(f"#{i}", s, p) for i, (s, p) in enumerate(items, 1)) + "</div>")
     return "".join(parts) + "</section>"
