@@ -4,7 +4,7 @@ one counting pass for every threshold, then the normal evaluation at the best th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -103,9 +103,10 @@ def _warn_out_of_range(counts, matched: bool, k: int) -> None:
 
 def threshold_curve(predict_dir: Path, scores_dir: Path, gt_dir: Path, subset: Subset, meta: Metadata,
                     thresholds: np.ndarray, match_file: Optional[Path] = None, rematch: bool = False,
-                    workers: int = 2, quiet: bool = False,
-                    names: Optional[List[str]] = None) -> Dict[str, object]:
-    """mIoU, Acc and FMeasure at every threshold, the best one (by mIoU) and its full evaluation."""
+                    workers: int = 2, quiet: bool = False, names: Optional[List[str]] = None,
+                    on_best: Optional[Callable[[SegmentationMetrics], None]] = None) -> Dict[str, object]:
+    """mIoU, Acc and FMeasure at every threshold, the best one (by mIoU) and its full evaluation
+    (``on_best`` gets its accumulator: the per-class numbers of ``threshold-curve --report``)."""
     k = subset.num_classes
     if match_file is not None and rematch:
         raise UserError("--match and --rematch exclude each other: give a fixed match, or rematch at every threshold")
@@ -127,6 +128,8 @@ def threshold_curve(predict_dir: Path, scores_dir: Path, gt_dir: Path, subset: S
     metrics = evaluate_thresholded(items, k, thresholds[best], match, workers=workers, quiet=quiet)
     full = metrics.compute()
     _same_as_curve(full, rows[best], thresholds[best])
+    if on_best is not None:
+        on_best(metrics)
     curve = [{"threshold": float(t), **row} for t, row in zip(thresholds, rows)]
     if objectives is not None:
         for row, objective in zip(curve, objectives):

@@ -12,10 +12,11 @@ from imagenets.errors import warn
 from imagenets.metadata import Metadata
 from imagenets.subsets import Subset
 
+from .clusters import ClusterPixels
 from .confusion import PixelConfusion, best_relabelled_miou, looks_like_clusters
 from .inputs import Pair, invalid_gt_error, prepare_pairs, read_pair
 from .kernel import joint_table
-from .matchfile import Match, load_match
+from .matchfile import UNCOVERED, Match, load_match
 from .metrics import SUMMARY_KEYS, InvalidGroundTruth, SegmentationMetrics
 from .parallel import counting_device, map_reduce
 
@@ -27,6 +28,7 @@ class Keep:
     image_counts: bool = False   # every image's own counts (bootstrap, --save-counts, --per-image)
     per_image: bool = False      # size, GT classes and per-image IoU of every image (--per-image)
     confusion: bool = False      # the pixel confusion matrix (--confusion; always without a match: the hint)
+    clusters: bool = False       # raw cluster x class pixels, under a many-to-one match (--report's purity)
 
 
 @dataclass
@@ -38,11 +40,14 @@ class Tally:
     images: Optional[List[Dict[str, object]]] = None   # per image: width, height, gt_classes, iou
     names: List[str] = field(default_factory=list)
     context: Dict[str, object] = field(default_factory=dict)
+    clusters: Optional[ClusterPixels] = None
 
     def merge(self, other: "Tally") -> "Tally":
         self.metrics.merge(other.metrics)
         if self.confusion is not None:
             self.confusion.merge(other.confusion)
+        if self.clusters is not None:
+            self.clusters.merge(other.clusters)
         if self.images is not None:
             self.images += other.images
         return self
@@ -58,8 +63,10 @@ class _EvaluateChunk:
 
     def empty(self) -> Tally:
         k, keep = self.num_classes, self.keep
+        clusters = ClusterPixels(k, int(np.flatnonzero(self.lut != UNCOVERED).max())) if keep.clusters else None
         return Tally(SegmentationMetrics(k, keep_images=keep.image_counts),
-                     PixelConfusion(k) if keep.confusion else None, [] if keep.per_image else None)
+                     PixelConfusion(k) if keep.confusion else None, [] if keep.per_image else None,
+                     clusters=clusters)
 
     def __call__(self, pairs: Sequence[Pair]) -> Tally:
         tally = self.empty()
@@ -74,6 +81,8 @@ class _EvaluateChunk:
                 tally.confusion.update_table(table)
             if tally.images is not None:
                 tally.images.append(self._image_row(gt, pred))
+            if tally.clusters is not None:
+                tally.clusters.update(gt, pred)
         return tally
 
     def _image_row(self, gt: np.ndarray, pred: np.ndarray) -> Dict[str, object]:
@@ -102,7 +111,8 @@ def count_predictions(predict_dir: Path, gt_dir: Path, subset: Subset, meta: Met
         names = [mask for _image, mask in meta.validation_names(subset)]
     pairs = prepare_pairs(names, Path(gt_dir), Path(predict_dir), quiet=quiet)
     # Without a match the confusion is kept anyway: it tells whether the ids look like clusters.
-    keep = replace(keep, confusion=keep.confusion or match is None)
+    keep = replace(keep, confusion=keep.confusion or match is None,
+                   clusters=keep.clusters and match is not None and not match.one_to_one)
     job = _EvaluateChunk(k, lut, keep)
     total = job.empty()
     map_reduce(pairs, job, total.merge, workers=workers, quiet=quiet, desc="evaluating")
