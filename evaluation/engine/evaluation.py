@@ -12,6 +12,7 @@ from imagenets.errors import warn
 from imagenets.metadata import Metadata
 from imagenets.subsets import Subset
 
+from . import distributed
 from .confusion import PixelConfusion, best_relabelled_miou, looks_like_clusters
 from .inputs import Pair, invalid_gt_error, prepare_pairs, read_pair
 from .kernel import joint_table
@@ -47,6 +48,21 @@ class Tally:
             self.images += other.images
         return self
 
+    def over_ranks(self) -> "Tally":
+        """Every rank's tally added up, in rank order (the images' order: shards are contiguous); as it is
+        outside a sharded command. Counts are summed by torch.distributed, per-image parts gathered."""
+        if not distributed.sharding():
+            return self
+        total = Tally(self.metrics.sync(), names=self.names, context=self.context)
+        parts = distributed.gather_over_ranks((self.confusion, self.images))
+        total.confusion, total.images = parts[0]
+        for confusion, images in parts[1:]:
+            if total.confusion is not None:
+                total.confusion.merge(confusion)
+            if total.images is not None:
+                total.images += images
+        return total
+
 
 class _EvaluateChunk:
     """Worker job: accumulate the metrics of a chunk of pairs (picklable)."""
@@ -58,7 +74,7 @@ class _EvaluateChunk:
 
     def empty(self) -> Tally:
         k, keep = self.num_classes, self.keep
-        return Tally(SegmentationMetrics(k, keep_images=keep.image_counts),
+        return Tally(SegmentationMetrics(k, keep_images=keep.image_counts, sync_on_compute=False),
                      PixelConfusion(k) if keep.confusion else None, [] if keep.per_image else None)
 
     def __call__(self, pairs: Sequence[Pair]) -> Tally:
@@ -105,7 +121,9 @@ def count_predictions(predict_dir: Path, gt_dir: Path, subset: Subset, meta: Met
     keep = replace(keep, confusion=keep.confusion or match is None)
     job = _EvaluateChunk(k, lut, keep)
     total = job.empty()
-    map_reduce(pairs, job, total.merge, workers=workers, quiet=quiet, desc="evaluating")
+    # Under torchrun each rank counts its share; the ranks' counts are then summed.
+    map_reduce(distributed.shard(pairs), job, total.merge, workers=workers, quiet=quiet, desc="evaluating")
+    total = total.over_ranks()
     total.names = [pair.name for pair in pairs]
     total.context = {"subset": subset.name, "mode": k, "predict_dir": str(predict_dir), "gt_dir": str(gt_dir),
                      "match": match.path if match is not None else None}
