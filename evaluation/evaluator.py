@@ -136,10 +136,10 @@ def write_exports(tally: Tally, args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    distributed.start_command(args)  # under torchrun: one rank of several (only rank 0 prints and writes)
     check_outputs({"--output": args.output, "--plot": args.plot, "--save-counts": args.save_counts,
                    "--confusion": args.confusion, "--per-image": args.per_image}, {"--match": args.match},
                   {"--predict-dir": args.predict_dir, "--gt-dir": args.gt_dir})
-    distributed.start_command(args)  # under torchrun: one rank of several (only rank 0 prints and writes)
     subset = get_subset(args.mode)
     meta = load_metadata(args.meta_dir, quiet=args.quiet)
     keep = Keep(image_counts=bool(args.bootstrap or args.save_counts or args.per_image),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -98,14 +99,14 @@ def test_a_two_process_gloo_validation_loop_gives_the_one_process_numbers(tree, 
 
 # ---- the commands under torchrun --------------------------------------------------------------
 
-def torchrun(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
+def torchrun(*argv: str, cwd: Path, ok: bool = True) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(cwd)]))
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(RANKS),
                "-m", "imagenets", *argv]
     done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert (done.returncode == 0) == ok, done.stderr[-3000:]
     return done
 
 
@@ -131,6 +132,19 @@ def test_evaluate_under_torchrun_writes_exactly_the_one_process_files(tree, tmp_
     assert {k: v for k, v in one.items() if k != "counts.npz"} == {k: v for k, v in two.items() if k != "counts.npz"}
     with np.load(tmp_path / "one" / "counts.npz") as a, np.load(tmp_path / "two" / "counts.npz") as b:
         assert sorted(a.files) == sorted(b.files) and all(np.array_equal(a[f], b[f]) for f in a.files)
+
+
+def test_a_bad_file_in_one_ranks_share_is_one_error_line_from_rank_0(tree, tmp_path):
+    predictions = tmp_path / "pred"
+    shutil.copytree(tree["pred"], predictions)
+    last = sorted(predictions.rglob("*.png"))[-1]          # in rank 1's share
+    last.write_bytes(last.read_bytes()[:-200])               # the header is fine: only decoding fails
+    done = torchrun("evaluate", "--predict-dir", str(predictions), "--gt-dir",
+                    str(tree["dest"] / "validation-segmentation"), "--mode", "50", "--meta-dir", str(tree["meta"]),
+                    "--workers", "0", "--quiet", cwd=tmp_path, ok=False)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and str(last) in errors[0] and "re-export it" in errors[0]
+    assert "exitcode: 2" in done.stderr and "[rank0]: Traceback" not in done.stderr
 
 
 MODEL = textwrap.dedent("""

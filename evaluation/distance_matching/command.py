@@ -143,13 +143,13 @@ def _bank(args: argparse.Namespace, meta, subset: Subset, root: Path, out: Path,
     if bank is not None:
         info(f"embeddings: reusing {len(bank.labels)} cached in {out} (model and train-semi unchanged)",
              args.quiet)
-    elif distributed.is_main():
-        bank = build_bank(model, images, masks, subset.num_classes, device, args.batch_size,
-                          args.workers, args.quiet, SAMPLING[args.compat])
-        save_bank(out, key, bank, args.quiet)
-    distributed.barrier()
-    if bank is None:
-        bank = load_cached_bank(out, key)
+    with distributed.share_failure():  # the others wait here
+        if bank is None and distributed.is_main():
+            bank = build_bank(model, images, masks, subset.num_classes, device, args.batch_size,
+                              args.workers, args.quiet, SAMPLING[args.compat])
+            save_bank(out, key, bank, args.quiet)
+    with distributed.share_failure():
+        bank = bank if bank is not None else load_cached_bank(out, key)
         if bank is None:
             raise UserError(f"rank {distributed.rank()} cannot read the embeddings rank 0 saved in {out}: "
                             "under torchrun on several machines, --output-dir must be on a shared file system")
@@ -229,13 +229,13 @@ def finish(args: argparse.Namespace, meta: Metadata, subset: Subset, root: Path,
         match_file = None
         if args.compat == "pass":  # PASS's evaluator re-matches predictions to classes first
             match_file = out / "match-validation.json"
-            if distributed.is_main():  # under torchrun the other ranks read its file
-                result = compute_match(predictions, gt_dir, subset, meta, method="image",
-                                       workers=args.workers, device=args.device, quiet=args.quiet)
-                match_file = save_match(match_file, result["assignment"])
-                info(f"--compat pass: predictions re-matched to classes (image-level, objective "
-                     f"{result['objective']}) by {match_file}, as PASS's evaluator does", args.quiet)
-            distributed.barrier()
+            with distributed.share_failure():  # under torchrun the other ranks wait, then read its file
+                if distributed.is_main():
+                    result = compute_match(predictions, gt_dir, subset, meta, method="image",
+                                           workers=args.workers, device=args.device, quiet=args.quiet)
+                    match_file = save_match(match_file, result["assignment"])
+                    info(f"--compat pass: predictions re-matched to classes (image-level, objective "
+                         f"{result['objective']}) by {match_file}, as PASS's evaluator does", args.quiet)
         result = evaluate_predictions(predictions, gt_dir, subset, meta, match_file=match_file,
                                       workers=args.workers, device=args.device, quiet=args.quiet)
         return publish(result, meta, subset, None, args.quiet) if distributed.is_main() else 0
@@ -256,8 +256,8 @@ def finish(args: argparse.Namespace, meta: Metadata, subset: Subset, root: Path,
 
 
 def run(args: argparse.Namespace) -> int:
-    _check_options(args)
     distributed.start_command(args)  # under torchrun: one rank of several, each labelling its share
+    _check_options(args)
     subset = get_subset(args.mode)
     meta = load_metadata(meta_dir=args.meta_dir, quiet=args.quiet)
     root = _dataset_root(args.dataset, subset, args.quiet)
@@ -270,8 +270,8 @@ def run(args: argparse.Namespace) -> int:
     model, bank, key = _bank(args, meta, subset, root, out, device)
     todo = _pending(args, out, key, targets)
     # Whole batches per rank: each image goes through MODEL in the batch one process would give it.
-    predict(model, bank, distributed.shard(todo, args.batch_size), args, device)
-    distributed.barrier()  # every rank's predictions are written
+    with distributed.share_failure():  # then every rank's predictions are written
+        predict(model, bank, distributed.shard(todo, args.batch_size), args, device)
     info(f"predictions: {len(targets)} label maps in {out / args.split}", args.quiet)
     return finish(args, meta, subset, root, out)
 

@@ -9,12 +9,15 @@ nothing here imports torch.distributed and every helper is the one-process ident
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime
 import os
 import sys
-from typing import Any, List, Optional, Sequence, TypeVar
+from typing import Any, Iterator, List, Optional, Sequence, TypeVar
 
 import numpy as np
+
+from imagenets.errors import EXIT_BAD_INPUT, UserError
 
 T = TypeVar("T")
 
@@ -64,8 +67,13 @@ def is_main() -> bool:
     return rank() == 0
 
 
-class _WithoutWarnings:
-    """stderr of ranks other than 0: their warnings repeat rank 0's (the same checks, the same sums)."""
+#: What ranks other than 0 leave out of stderr: rank 0 says the same (the same checks on the same inputs,
+#: the same sums), and an error of a rank's own share reaches rank 0 through :func:`share_failure`.
+_RANK_ZERO_SAYS = ("warning: ", "note: ", "error: ")
+
+
+class _RankZeroSays:
+    """stderr of ranks other than 0: lines rank 0 prints too are dropped (tracebacks still show)."""
 
     def __init__(self, stream):
         self.stream = stream
@@ -75,12 +83,12 @@ class _WithoutWarnings:
         self.line += text
         *lines, self.line = self.line.split("\n")
         for line in lines:
-            if not line.startswith(("warning: ", "note: ")):
+            if not line.startswith(_RANK_ZERO_SAYS):
                 self.stream.write(line + "\n")
         return len(text)
 
     def flush(self) -> None:
-        if self.line and not self.line.startswith(("warning: ", "note: ")):
+        if self.line and not self.line.startswith(_RANK_ZERO_SAYS):
             self.stream.write(self.line)
         self.line = ""
         self.stream.flush()
@@ -91,7 +99,7 @@ class _WithoutWarnings:
 
 def start_command(args: Any) -> None:
     """Under torchrun: join the process group (gloo: what the commands sum is on the CPU) and make the
-    ranks other than 0 quiet (no bars, tables or repeated warnings; their errors still show)."""
+    ranks other than 0 quiet (no bars, tables, warnings or errors: rank 0 prints them). First thing in a run."""
     global _sharding
     if not launched():
         return
@@ -104,7 +112,7 @@ def start_command(args: Any) -> None:
     if dist.get_rank() != 0:
         args.quiet = True
         sys.stdout = open(os.devnull, "w")
-        sys.stderr = _WithoutWarnings(sys.stderr)
+        sys.stderr = _RankZeroSays(sys.stderr)
 
 
 def _stop() -> None:
@@ -139,6 +147,27 @@ def barrier() -> None:
     """Wait for every rank (a no-op outside a sharded command)."""
     if _sharding:
         _dist().barrier()
+
+
+@contextlib.contextmanager
+def share_failure() -> Iterator[None]:
+    """Around work a rank does alone (no collective inside), then waits for every rank: a UserError on any
+    rank stops all of them with exit status 2, rank 0 printing the first one (the others would otherwise
+    wait in their next collective for a rank that has gone)."""
+    message: Optional[str] = None
+    try:
+        yield
+    except UserError as exc:
+        if not _sharding:
+            raise
+        message = str(exc)
+    if not _sharding:
+        return
+    failed = [m for m in gather_over_ranks(message) if m is not None]
+    if failed and is_main():
+        raise UserError(failed[0])
+    if failed:
+        raise SystemExit(EXIT_BAD_INPUT)
 
 
 def _collective_device(dist: Any, group: Any) -> str:

@@ -122,7 +122,8 @@ def count_predictions(predict_dir: Path, gt_dir: Path, subset: Subset, meta: Met
     job = _EvaluateChunk(k, lut, keep)
     total = job.empty()
     # Under torchrun each rank counts its share; the ranks' counts are then summed.
-    map_reduce(distributed.shard(pairs), job, total.merge, workers=workers, quiet=quiet, desc="evaluating")
+    with distributed.share_failure():
+        map_reduce(distributed.shard(pairs), job, total.merge, workers=workers, quiet=quiet, desc="evaluating")
     total = total.over_ranks()
     total.names = [pair.name for pair in pairs]
     total.context = {"subset": subset.name, "mode": k, "predict_dir": str(predict_dir), "gt_dir": str(gt_dir),
