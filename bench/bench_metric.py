@@ -71,6 +71,14 @@ def best_of(func: Callable[[], object], repeat: int) -> Tuple[float, float, obje
     return wall, cpu, result
 
 
+def pair(wall: float, cpu: float) -> str:
+    return f"{wall:.3f}/{cpu:.3f}"
+
+
+def ratio(wall: float, cpu: float) -> str:
+    return f"{wall:.2f}/{cpu:.2f}x"
+
+
 def ours(batches, k: int, boundaries: bool) -> Callable[[], np.ndarray]:
     def run() -> np.ndarray:
         metrics = SegmentationMetrics(k, boundaries=boundaries)
@@ -102,7 +110,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, torchmetrics {torchmetrics.__version__}, {args.threads} torch threads, "
           f"{args.batches} batches of {BATCH} per case, best of {args.repeat}; seconds as wall / CPU")
-    header = (f"{'case':<22} {'tm (checks)':>13} {'tm fastest':>13} {'ours mIoU-only':>14} {'ours full':>13}"
+    header = (f"{'case':<24} {'tm (checks)':>13} {'tm fastest':>13} {'ours mIoU-only':>14} {'ours full':>13}"
               f"   {'mIoU-only/tm':>12} {'full/tm':>11}  IoUs agree")
     print(header)
     print("-" * len(header))
@@ -122,10 +130,9 @@ def main() -> None:
                 for key, value in (("mIoU-only wall", w_light / w_tm), ("mIoU-only CPU", c_light / c_tm),
                                    ("full wall", w_full / w_tm), ("full CPU", c_full / c_tm)):
                     ratios[key].append(value)
-                print(f"{case:<22} {w_check:>6.3f}/{c_check:<6.3f} {w_tm:>6.3f}/{c_tm:<6.3f} "
-                      f"{w_light:>6.3f}/{c_light:<6.3f} "
-                      f"{w_full:>6.3f}/{c_full:<6.3f}   {w_light / w_tm:>5.2f}/{c_light / c_tm:<5.2f}x "
-                      f"{w_full / w_tm:>4.2f}/{c_full / c_tm:<4.2f}x  {'yes' if agree else 'NO'}")
+                print(f"{case:<24} {pair(w_check, c_check):>13} {pair(w_tm, c_tm):>13} {pair(w_light, c_light):>14} "
+                      f"{pair(w_full, c_full):>13}   {ratio(w_light / w_tm, c_light / c_tm):>12} "
+                      f"{ratio(w_full / w_tm, c_full / c_tm):>11}  {'yes' if agree else 'NO'}")
     print("ours / torchmetrics' fastest, time (below 1: ours is faster): "
           + ", ".join(f"{key} {min(v):.2f}x-{max(v):.2f}x" for key, v in ratios.items()))
 
