@@ -53,14 +53,13 @@ class Tally:
         outside a sharded command. Counts are summed by torch.distributed, per-image parts gathered."""
         if not distributed.sharding():
             return self
-        total = Tally(self.metrics.sync(), names=self.names, context=self.context)
-        parts = distributed.gather_over_ranks((self.confusion, self.images))
-        total.confusion, total.images = parts[0]
-        for confusion, images in parts[1:]:
-            if total.confusion is not None:
-                total.confusion.merge(confusion)
-            if total.images is not None:
-                total.images += images
+        # The rest travels whole and is merged as workers' tallies are (whatever a Tally holds).
+        rest = replace(self, metrics=SegmentationMetrics(self.metrics.num_classes, sync_on_compute=False))
+        parts = distributed.gather_over_ranks(rest)
+        total = parts[0]
+        for part in parts[1:]:
+            total.merge(part)
+        total.metrics = self.metrics.sync()
         return total
 
 
