@@ -25,6 +25,7 @@ with dependencies_of("evaluator.py" if __name__ == "__main__" else None):
     from imagenets.cli import (Command, add_device_argument, add_meta_argument, add_mode_argument,
                                add_quiet_argument, add_workers_argument)
     from imagenets.errors import info, warn
+    from imagenets.evaluation.engine import distributed
     from imagenets.evaluation.engine.evaluation import Keep, Tally, count_predictions, summarize_tally
     from imagenets.evaluation.engine.exports import (MATRIX_SUFFIXES, suffix_option, write_matrix,
                                                      write_per_image)
@@ -137,6 +138,7 @@ def write_exports(tally: Tally, args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    distributed.start_command(args)  # under torchrun: one rank of several (only rank 0 prints and writes)
     check_outputs({"--output": args.output, "--plot": args.plot, "--save-counts": args.save_counts,
                    "--confusion": args.confusion, "--per-image": args.per_image, "--report": args.report},
                   {"--match": args.match}, {"--predict-dir": args.predict_dir, "--gt-dir": args.gt_dir,
@@ -149,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
                 per_image=bool(args.per_image), confusion=bool(args.confusion or page), clusters=page)
     tally = count_predictions(args.predict_dir, args.gt_dir, subset, meta, match_file=args.match,
                               workers=args.workers, device=args.device, quiet=args.quiet, keep=keep)
+    if not distributed.is_main():
+        return 0  # rank 0 holds the same sums and writes the results
     result = summarize_tally(tally)
     add_analysis(result, tally, args)
     write_exports(tally, args)

@@ -12,6 +12,7 @@ tree alone decides, offline: the class ids are the 1-based positions of the sort
 
 from __future__ import annotations
 
+import numbers
 import os
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .codec import open_image, read_mask, write_mask
+from .codec import MAX_PIXELS, open_image, read_mask, write_mask
 from .errors import UserError, first_few, warn
 from .idmaps import as_ids, resize_nearest
 from .metadata import SOURCE_CACHE, Metadata, cache_complete, load_metadata, resolve_source
@@ -286,9 +287,25 @@ def collate_padded(batch: Sequence[Tuple[torch.Tensor, torch.Tensor]]) -> Tuple[
     return torch.stack([pad(x, 0.0) for x in images]), torch.stack([pad(m, IGNORE) for m in masks])
 
 
-def _resized(ids: np.ndarray, size: Sequence[Any]) -> np.ndarray:
+def _mask_size(size: Any) -> Tuple[int, int]:
+    """``size`` as (H, W): two integers (ints, numpy or 0-d tensors) >= 1, within MAX_PIXELS."""
+    try:
+        values = [v.item() if hasattr(v, "item") else v for v in size]
+    except (TypeError, ValueError):
+        values = None
+    if (values is None or len(values) != 2
+            or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values)):
+        raise TypeError(f"size={size!r}: pass (H, W), two integers, e.g. target['size'] of the test split")
+    h, w = (int(v) for v in values)
+    if h < 1 or w < 1 or h * w > MAX_PIXELS:
+        raise ValueError(f"size=({h}, {w}): a mask is at least 1x1 and at most {MAX_PIXELS:,} pixels "
+                         "(ImageNet's images are far smaller)")
+    return h, w
+
+
+def _resized(ids: np.ndarray, size: Any) -> np.ndarray:
     """Nearest-neighbour resize of an id map to (H, W) (never blends ids)."""
-    h, w = (int(v) for v in size)
+    h, w = _mask_size(size)
     return ids if (h, w) == ids.shape else resize_nearest(ids, h, w)
 
 
@@ -301,8 +318,8 @@ def save_prediction(out_dir: Union[str, "os.PathLike[str]"], name: str, ids: Any
     if Path(name).is_absolute() or ".." in parts or not name.endswith(".png"):
         raise ValueError(f"prediction name {name!r}: use the relative <wnid>/<name>.png of its image")
     ids = as_ids(ids, "the prediction")
-    if ids.ndim != 2:
-        raise ValueError(f"the prediction has shape {tuple(ids.shape)}: pass one HxW id map")
+    if ids.ndim != 2 or 0 in ids.shape:
+        raise ValueError(f"the prediction has shape {tuple(ids.shape)}: pass one HxW id map (at least 1x1)")
     path = Path(out_dir) / name
     write_mask(path, _resized(ids, size) if size is not None else ids)
     return path

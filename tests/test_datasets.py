@@ -165,8 +165,8 @@ def test_collate_padded_pads_with_ignore_and_keeps_the_metrics(tree):
     alone, together = SegmentationMetrics(50), SegmentationMetrics(50)
     guess = lambda m: (m * 7 + 1) % 51  # noqa: E731  (pixel by pixel: padding changes nothing of it)
     for _, mask in batch:
-        alone.update(mask, guess(mask))
-    together.update(masks, guess(masks))
+        alone.update(preds=guess(mask), target=mask)
+    together.update(preds=guess(masks), target=masks)
     ours, theirs = alone.compute(), together.compute()
     for key in ("mIoU", "S", "MS", "ML", "L", "Acc", "FMeasure"):
         assert ours[key] == pytest.approx(theirs[key], nan_ok=True), key

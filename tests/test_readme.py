@@ -46,8 +46,19 @@ def split_commands(line: str) -> List[List[str]]:
     return [c for c in commands if c]
 
 
+def launched(argv: List[str]) -> List[str]:
+    """``torchrun [options] -m imagenets ARGS`` as ``imagenets ARGS``, torchrun's options checked by its parser."""
+    if argv[0] != "torchrun":
+        return argv
+    from torch.distributed.run import get_args_parser
+
+    args = get_args_parser().parse_args(argv[1:])
+    assert args.module and args.training_script == "imagenets", " ".join(argv)
+    return ["imagenets", *args.training_script_args]
+
+
 def readme_commands() -> List[List[str]]:
-    return [c for line in bash_lines(README.read_text(encoding="utf-8")) for c in split_commands(line)]
+    return [launched(c) for line in bash_lines(README.read_text(encoding="utf-8")) for c in split_commands(line)]
 
 
 def is_toolbox_command(argv: List[str]) -> bool:

@@ -24,6 +24,7 @@ from imagenets.metadata import Metadata, load_metadata
 from imagenets.progress import progress
 from imagenets.subsets import Subset, get_subset, subset_folder
 
+from imagenets.evaluation.engine import distributed
 from imagenets.evaluation.engine.evaluation import evaluate_predictions
 from imagenets.idmaps import resize_nearest
 from imagenets.evaluation.engine.matchfile import save_match
@@ -137,14 +138,21 @@ def _bank(args: argparse.Namespace, meta, subset: Subset, root: Path, out: Path,
     digest = load_weights(model, Path(args.weights)) if args.weights else None
     key = bank_key(identity, digest, subset.mode, [f"{i} {m}" for i, m in pairs], stamps,
                    SAMPLING[args.compat])
-    bank: Optional[Bank] = load_cached_bank(out, key)
+    # Under torchrun rank 0 builds and caches the bank; the other ranks then read that cache.
+    bank: Optional[Bank] = load_cached_bank(out, key) if distributed.is_main() else None
     if bank is not None:
         info(f"embeddings: reusing {len(bank.labels)} cached in {out} (model and train-semi unchanged)",
              args.quiet)
-    else:
-        bank = build_bank(model, images, masks, subset.num_classes, device, args.batch_size,
-                          args.workers, args.quiet, SAMPLING[args.compat])
-        save_bank(out, key, bank, args.quiet)
+    with distributed.share_failure():  # the others wait here
+        if bank is None and distributed.is_main():
+            bank = build_bank(model, images, masks, subset.num_classes, device, args.batch_size,
+                              args.workers, args.quiet, SAMPLING[args.compat])
+            save_bank(out, key, bank, args.quiet)
+    with distributed.share_failure():
+        bank = bank if bank is not None else load_cached_bank(out, key)
+        if bank is None:
+            raise UserError(f"rank {distributed.rank()} cannot read the embeddings rank 0 saved in {out}: "
+                            "under torchrun on several machines, --output-dir must be on a shared file system")
     return model, bank, key
 
 
@@ -156,13 +164,15 @@ def _pending(args: argparse.Namespace, out: Path, key: str,
     if args.compat != "ours":  # records of default runs stay as they were
         record["compat"] = args.compat
     written = [pair for pair in targets if pair[1].exists()]
+    distributed.barrier()  # every rank has looked before any writes
     if written and not args.overwrite:
         previous = read_json(record_path, "prediction record") if record_path.exists() else None
         if previous != record:
             raise UserError(f"{out / args.split} already holds {len(written)} predictions made with "
                             "another model, train-semi data, -k or -T; pass --overwrite to redo them "
                             "or choose another --output-dir")
-    write_json_atomic(record_path, record)
+    if distributed.is_main():
+        write_json_atomic(record_path, record)
     if args.overwrite:
         return targets
     if written:
@@ -218,14 +228,19 @@ def finish(args: argparse.Namespace, meta: Metadata, subset: Subset, root: Path,
         gt_dir = root / "validation-segmentation"
         match_file = None
         if args.compat == "pass":  # PASS's evaluator re-matches predictions to classes first
-            result = compute_match(predictions, gt_dir, subset, meta, method="image",
-                                   workers=args.workers, device=args.device, quiet=args.quiet)
-            match_file = save_match(out / "match-validation.json", result["assignment"])
-            info(f"--compat pass: predictions re-matched to classes (image-level, objective "
-                 f"{result['objective']}) by {match_file}, as PASS's evaluator does", args.quiet)
+            match_file = out / "match-validation.json"
+            with distributed.share_failure():  # under torchrun the other ranks wait, then read its file
+                if distributed.is_main():
+                    result = compute_match(predictions, gt_dir, subset, meta, method="image",
+                                           workers=args.workers, device=args.device, quiet=args.quiet)
+                    match_file = save_match(match_file, result["assignment"])
+                    info(f"--compat pass: predictions re-matched to classes (image-level, objective "
+                         f"{result['objective']}) by {match_file}, as PASS's evaluator does", args.quiet)
         result = evaluate_predictions(predictions, gt_dir, subset, meta, match_file=match_file,
                                       workers=args.workers, device=args.device, quiet=args.quiet)
-        return publish(result, meta, subset, None, args.quiet)
+        return publish(result, meta, subset, None, args.quiet) if distributed.is_main() else 0
+    if not distributed.is_main():
+        return 0  # rank 0 zips every rank's predictions
     vote = f"k={args.k} nearest train-semi embeddings, T={args.temperature}"
     method = {
         "method_name": args.method_name or f"distance matching with {_model_name(args)}",
@@ -241,6 +256,7 @@ def finish(args: argparse.Namespace, meta: Metadata, subset: Subset, root: Path,
 
 
 def run(args: argparse.Namespace) -> int:
+    distributed.start_command(args)  # under torchrun: one rank of several, each labelling its share
     _check_options(args)
     subset = get_subset(args.mode)
     meta = load_metadata(meta_dir=args.meta_dir, quiet=args.quiet)
@@ -250,10 +266,12 @@ def run(args: argparse.Namespace) -> int:
                for rel in meta.split_images(subset, args.split)]
     _, missing = file_stamps([image for image, _ in targets])
     _raise_if_missing(missing, f"{args.split} images are")
-    device = resolve_device(args.device)
+    device = distributed.rank_device(resolve_device(args.device))
     model, bank, key = _bank(args, meta, subset, root, out, device)
     todo = _pending(args, out, key, targets)
-    predict(model, bank, todo, args, device)
+    # Whole batches per rank: each image goes through MODEL in the batch one process would give it.
+    with distributed.share_failure():  # then every rank's predictions are written
+        predict(model, bank, distributed.shard(todo, args.batch_size), args, device)
     info(f"predictions: {len(targets)} label maps in {out / args.split}", args.quiet)
     return finish(args, meta, subset, root, out)
 

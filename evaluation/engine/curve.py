@@ -54,12 +54,12 @@ class _ThresholdedChunk:
         self.num_classes, self.threshold, self.lut = num_classes, threshold, lut
 
     def __call__(self, items: Sequence[Item]) -> SegmentationMetrics:
-        metrics = SegmentationMetrics(self.num_classes)
+        metrics = SegmentationMetrics(self.num_classes, sync_on_compute=False)
         for pair, score_file in items:
             gt, pred = read_pair(pair)
             pred[below(read_scores(score_file, pred.shape), self.threshold)] = 0
             try:
-                metrics.update(gt, pred, pred_lut=self.lut)
+                metrics.update(preds=pred, target=gt, pred_lut=self.lut)
             except InvalidGroundTruth as exc:
                 raise invalid_gt_error(pair, exc.args[0], self.num_classes) from None
         return metrics
@@ -89,7 +89,7 @@ def evaluate_thresholded(items: Sequence[Item], num_classes: int, threshold: flo
     """The full metrics of the predictions with every pixel scored below ``threshold`` set to 0."""
     threshold = float(threshold)
     job = _ThresholdedChunk(num_classes, threshold, match.lut if match is not None else None)
-    total = SegmentationMetrics(num_classes)
+    total = SegmentationMetrics(num_classes, sync_on_compute=False)
     map_reduce(items, job, total.merge, workers=workers, quiet=quiet, desc=f"evaluating at t={threshold!r}")
     return total
 

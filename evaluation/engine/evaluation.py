@@ -12,6 +12,7 @@ from imagenets.errors import warn
 from imagenets.metadata import Metadata
 from imagenets.subsets import Subset
 
+from . import distributed
 from .clusters import ClusterPixels
 from .confusion import PixelConfusion, best_relabelled_miou, looks_like_clusters
 from .inputs import Pair, invalid_gt_error, prepare_pairs, read_pair
@@ -52,6 +53,20 @@ class Tally:
             self.images += other.images
         return self
 
+    def over_ranks(self) -> "Tally":
+        """Every rank's tally added up, in rank order (the images' order: shards are contiguous); as it is
+        outside a sharded command. Counts are summed by torch.distributed, per-image parts gathered."""
+        if not distributed.sharding():
+            return self
+        # The rest travels whole and is merged as workers' tallies are (whatever a Tally holds).
+        rest = replace(self, metrics=SegmentationMetrics(self.metrics.num_classes, sync_on_compute=False))
+        parts = distributed.gather_over_ranks(rest)
+        total = parts[0]
+        for part in parts[1:]:
+            total.merge(part)
+        total.metrics = self.metrics.sync()
+        return total
+
 
 class _EvaluateChunk:
     """Worker job: accumulate the metrics of a chunk of pairs (picklable)."""
@@ -64,7 +79,7 @@ class _EvaluateChunk:
     def empty(self) -> Tally:
         k, keep = self.num_classes, self.keep
         clusters = ClusterPixels(k, int(np.flatnonzero(self.lut != UNCOVERED).max())) if keep.clusters else None
-        return Tally(SegmentationMetrics(k, keep_images=keep.image_counts),
+        return Tally(SegmentationMetrics(k, keep_images=keep.image_counts, sync_on_compute=False),
                      PixelConfusion(k) if keep.confusion else None, [] if keep.per_image else None,
                      clusters=clusters)
 
@@ -115,7 +130,10 @@ def count_predictions(predict_dir: Path, gt_dir: Path, subset: Subset, meta: Met
                    clusters=keep.clusters and match is not None and not match.one_to_one)
     job = _EvaluateChunk(k, lut, keep)
     total = job.empty()
-    map_reduce(pairs, job, total.merge, workers=workers, quiet=quiet, desc="evaluating")
+    # Under torchrun each rank counts its share; the ranks' counts are then summed.
+    with distributed.share_failure():
+        map_reduce(distributed.shard(pairs), job, total.merge, workers=workers, quiet=quiet, desc="evaluating")
+    total = total.over_ranks()
     total.names = [pair.name for pair in pairs]
     total.context = {"subset": subset.name, "mode": k, "predict_dir": str(predict_dir), "gt_dir": str(gt_dir),
                      "match": match.path if match is not None else None}
