@@ -20,7 +20,7 @@ from imagenets.cli import (Command, add_device_argument, add_meta_argument, add_
                            add_quiet_argument, add_workers_argument)
 from imagenets.codec import write_mask
 from imagenets.device import resolve_device
-from imagenets.errors import UserError, first_few, info, warn
+from imagenets.errors import UserError, info, warn
 from imagenets.fileio import read_json, write_json_atomic
 from imagenets.metadata import Metadata, load_metadata
 from imagenets.progress import progress
@@ -150,12 +150,17 @@ def _raise_if_missing(missing: Sequence[Path], what: str) -> None:
                         "prepare the subset with `imagenets prepare` (or fix --dataset/--mode)")
 
 
-def _bank(args: argparse.Namespace, subset: Subset, root: Path, out: Path, device: torch.device,
-          pairs: Sequence[Tuple[str, str]], targets: List[Tuple[Path, Path]]):
-    """Step 1: the model and its embedding bank (cached when model and data are unchanged), after
-    refusing to mix these settings into predictions OUT already holds (before any embedding work)."""
+def _train_semi(root: Path, pairs: Sequence[Tuple[str, str]]) -> Tuple[List[Path], List[Path]]:
+    """The train-semi (images, masks) of ``pairs`` under ``root``."""
     images = [root / "train-semi" / image for image, _ in pairs]
     masks = [root / "train-semi-segmentation" / mask for _, mask in pairs]
+    return images, masks
+
+
+def _settings(args: argparse.Namespace, subset: Subset, images: List[Path], masks: List[Path],
+              pairs: Sequence[Tuple[str, str]], device: torch.device):
+    """The model (weights loaded) and the record of every setting its predictions depend on; the
+    record's ``embeddings`` is the key of the embedding cache."""
     stamps, missing = file_stamps([p for pair in zip(images, masks) for p in pair])
     _raise_if_missing(missing, "train-semi files (images or masks) are")
     model, identity = load_model(args.model, device)
@@ -165,17 +170,21 @@ def _bank(args: argparse.Namespace, subset: Subset, root: Path, out: Path, devic
     record = {"embeddings": key, "model": identity, "weights": digest,
               "train_semi": hashlib.sha256(json.dumps([names, stamps]).encode("utf-8")).hexdigest(),
               "compat": args.compat, "limit": args.limit, "k": args.k, "temperature": args.temperature}
-    todo = _pending(args, out, record, targets)
+    return model, record
+
+
+def _bank(args: argparse.Namespace, subset: Subset, out: Path, device: torch.device, model,
+          key: str, images: List[Path], masks: List[Path]) -> Bank:
+    """Step 1: the embedding bank, cached in OUT while model and data are unchanged."""
     bank: Optional[Bank] = load_cached_bank(out, key)
     if bank is not None:
         info(f"embeddings: reusing {len(bank.labels)} cached in {out} (model and train-semi unchanged)",
              args.quiet)
-    else:
-        bank = build_bank(model, images, masks, subset.num_classes, device, args.batch_size,
-                          args.workers, args.quiet, SAMPLING[args.compat])
-        save_bank(out, key, bank, args.quiet)
-    write_json_atomic(out / f"predictions-{args.split}.json", record)
-    return model, bank, todo
+        return bank
+    bank = build_bank(model, images, masks, subset.num_classes, device, args.batch_size,
+                      args.workers, args.quiet, SAMPLING[args.compat])
+    save_bank(out, key, bank, args.quiet)
+    return bank
 
 
 def changed_settings(previous: object, record: Dict[str, object]) -> List[str]:
@@ -191,7 +200,7 @@ def changed_settings(previous: object, record: Dict[str, object]) -> List[str]:
 
     if "model" not in previous:  # an older record: the embeddings' key, k, T, and compat when not ours
         previous = {"compat": "ours", "limit": None, **previous}
-        changed = [named(f) for f in ("compat", "limit", "k", "temperature") if previous[f] != record[f]]
+        changed = [named(f) for f in ("compat", "limit", "k", "temperature") if previous.get(f) != record[f]]
         if previous.get("embeddings") != record["embeddings"] and previous["compat"] == record["compat"]:
             changed.append("the embeddings (--model, --weights or the train-semi data: an older record "
                            "does not tell which)")
@@ -320,7 +329,11 @@ def run(args: argparse.Namespace) -> int:
     _, missing = file_stamps([image for image, _ in targets])
     _raise_if_missing(missing, f"{args.split} images are")
     device = resolve_device(args.device)
-    model, bank, todo = _bank(args, subset, root, out, device, pairs, targets)
+    images, masks = _train_semi(root, pairs)
+    model, record = _settings(args, subset, images, masks, pairs, device)
+    todo = _pending(args, out, record, targets)  # refuses other settings before any embedding work
+    bank = _bank(args, subset, out, device, model, str(record["embeddings"]), images, masks)
+    write_json_atomic(out / f"predictions-{args.split}.json", record)
     predict(model, bank, todo, args, device)
     info(f"predictions: {len(targets)} label maps in {out / args.split}", args.quiet)
     return finish(args, meta, subset, root, out, targets)

@@ -185,6 +185,9 @@ def _call_factory(spec: str, factory) -> object:
     except UserError:  # the factory's own explanation (e.g. a missing optional package)
         raise
     except Exception as exc:
+        if isinstance(exc, ModuleNotFoundError) and exc.name:
+            raise UserError(f"MODEL {spec!r}: the factory imports {exc.name}, which is not installed: "
+                            "install it") from None
         culprit = failing_module(exc.__traceback__)
         if culprit:  # an import inside the factory broke: name the package, not the factory
             raise UserError(f"MODEL {spec!r}: the factory imports {_top(culprit)}, and "
