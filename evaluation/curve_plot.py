@@ -17,6 +17,8 @@ BOTTOM = 52
 SERIES: Tuple[Tuple[str, Tuple[int, int, int]], ...] = (
     ("mIoU", MIOU), ("Acc", (30, 90, 200)), ("FMeasure", (20, 150, 60)))
 BEST = (120, 120, 120)
+#: Top of the legend row: below the title (at 8), above the plot (at TOP).
+LEGEND_Y = TOP - 17
 
 
 def _x_ticks(lo: float, hi: float) -> List[float]:
@@ -67,10 +69,11 @@ def draw_curve(thresholds: Sequence[float], curve: Sequence[Dict[str, float]], b
             draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
     draw.line([(LEFT, TOP), (LEFT, axis_y)], fill=AXIS)
     draw.line([(LEFT, axis_y), (right, axis_y)], fill=AXIS)
-    legend_x = LEFT + 8
+    # The legend sits in the band between the title and the plot: inside the plot it hid the Acc line.
+    legend_x = LEFT
     for name, colour in SERIES:
-        draw.line([(legend_x, TOP + 10), (legend_x + 16, TOP + 10)], fill=colour, width=2)
-        draw.text((legend_x + 20, TOP + 4), name, fill=AXIS, font=font)
+        draw.line([(legend_x, LEGEND_Y + 6), (legend_x + 16, LEGEND_Y + 6)], fill=colour, width=2)
+        draw.text((legend_x + 20, LEGEND_Y), name, fill=AXIS, font=font)
         legend_x += 28 + int(draw.textlength(name, font=font))
     draw.text((LEFT, 8), title, fill=AXIS, font=default_font(13))
     _vertical_text(image, "percent", (12, TOP + PLOT_HEIGHT // 2), font, centre=True)

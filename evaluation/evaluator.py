@@ -25,11 +25,13 @@ with dependencies_of("evaluator.py" if __name__ == "__main__" else None):
     from imagenets.cli import (Command, add_device_argument, add_meta_argument, add_mode_argument,
                                add_quiet_argument, add_workers_argument)
     from imagenets.errors import info, warn
+    from imagenets.evaluation.engine import distributed
     from imagenets.evaluation.engine.evaluation import Keep, Tally, count_predictions, summarize_tally
     from imagenets.evaluation.engine.exports import (MATRIX_SUFFIXES, suffix_option, write_matrix,
                                                      write_per_image)
     from imagenets.evaluation.engine.inputs import add_pair_arguments
-    from imagenets.evaluation.engine.report import NOT_BENCHMARK, publish
+    from imagenets.evaluation.engine.report import NOT_BENCHMARK, json_ready, publish
+    from imagenets.evaluation.html_report import add_report_arguments, check_report_arguments
     from imagenets.fileio import check_outputs
     from imagenets.metadata import load_metadata
     from imagenets.subsets import get_subset
@@ -85,6 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--extra-metrics", action="store_true",
                        help="also pixel accuracy, mean class accuracy and frequency-weighted IoU, from the same "
                             "counts: NOT the benchmark's metrics (a separate block, and key \"not_benchmark\")")
+    add_report_arguments(parser)
     parser.epilog = EPILOG
 
 
@@ -137,15 +140,21 @@ def write_exports(tally: Tally, args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    distributed.start_command(args)  # under torchrun: one rank of several (only rank 0 prints and writes)
     check_outputs({"--output": args.output, "--plot": args.plot, "--save-counts": args.save_counts,
-                   "--confusion": args.confusion, "--per-image": args.per_image}, {"--match": args.match},
-                  {"--predict-dir": args.predict_dir, "--gt-dir": args.gt_dir})
+                   "--confusion": args.confusion, "--per-image": args.per_image, "--report": args.report},
+                  {"--match": args.match}, {"--predict-dir": args.predict_dir, "--gt-dir": args.gt_dir,
+                                            "--images": args.images})
+    check_report_arguments(args)
     subset = get_subset(args.mode)
     meta = load_metadata(args.meta_dir, quiet=args.quiet)
-    keep = Keep(image_counts=bool(args.bootstrap or args.save_counts or args.per_image),
-                per_image=bool(args.per_image), confusion=bool(args.confusion))
+    page = args.report is not None  # the page's per-class, per-image and cluster data come from this pass
+    keep = Keep(image_counts=bool(args.bootstrap or args.save_counts or args.per_image or page),
+                per_image=bool(args.per_image), confusion=bool(args.confusion or page), clusters=page)
     tally = count_predictions(args.predict_dir, args.gt_dir, subset, meta, match_file=args.match,
                               workers=args.workers, device=args.device, quiet=args.quiet, keep=keep)
+    if not distributed.is_main():
+        return 0  # rank 0 holds the same sums and writes the results
     result = summarize_tally(tally)
     add_analysis(result, tally, args)
     write_exports(tally, args)
@@ -154,6 +163,12 @@ def run(args: argparse.Namespace) -> int:
 
         plot_result(args.plot, result, meta, subset)
         info(f"wrote {args.plot}", args.quiet)
+    if args.report:
+        from imagenets.evaluation.html_report import write_evaluation_report
+
+        write_evaluation_report(args.report, tally, json_ready(result), meta, subset, args.images,
+                                args.report_pictures)
+        info(f"wrote {args.report}", args.quiet)
     return publish(result, meta, subset, args.output, args.quiet)
 
 

@@ -22,8 +22,9 @@ from imagenets.errors import info
 from imagenets.evaluation.engine.curve import threshold_curve
 from imagenets.evaluation.engine.inputs import add_pair_arguments
 from imagenets.evaluation.engine.report import format_report, json_ready
+from imagenets.evaluation.html_report import add_report_arguments
 from imagenets.evaluation.engine.score_bins import THRESHOLDS_HINT, parse_thresholds
-from imagenets.fileio import write_json_atomic
+from imagenets.fileio import check_outputs, write_json_atomic
 from imagenets.metadata import load_metadata
 from imagenets.subsets import get_subset
 
@@ -51,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_workers_argument(parser)
     add_meta_argument(parser)
     add_quiet_argument(parser)
+    add_report_arguments(parser, images=False)
 
 
 def curve_table(result: Dict[str, object]) -> str:
@@ -67,11 +69,15 @@ def curve_table(result: Dict[str, object]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_outputs({"--output": args.output, "--plot": args.plot, "--report": args.report}, {"--match": args.match},
+                  {"--predict-dir": args.predict_dir, "--gt-dir": args.gt_dir, "--scores-dir": args.scores_dir})
     thresholds = parse_thresholds(args.thresholds)
     subset = get_subset(args.mode)
     meta = load_metadata(args.meta_dir, quiet=args.quiet)
+    kept = []  # the best threshold's accumulator, for --report
     result = threshold_curve(args.predict_dir, args.scores_dir, args.gt_dir, subset, meta, thresholds,
-                             match_file=args.match, rematch=args.rematch, workers=args.workers, quiet=args.quiet)
+                             match_file=args.match, rematch=args.rematch, workers=args.workers, quiet=args.quiet,
+                             on_best=kept.append if args.report else None)
     if args.output:
         best_json = json_ready(result["best"])  # type: ignore[arg-type]
         write_json_atomic(args.output, {**json_ready(result), "best": best_json})
@@ -81,6 +87,11 @@ def run(args: argparse.Namespace) -> int:
 
         plot_curve(args.plot, result)
         info(f"wrote {args.plot}", args.quiet)
+    if args.report:
+        from imagenets.evaluation.html_report import write_curve_report
+
+        write_curve_report(args.report, json_ready(result), kept[0], meta, subset)  # type: ignore[arg-type]
+        info(f"wrote {args.report}", args.quiet)
     if not args.quiet:
         how = "rematched at every threshold" if args.rematch else (
             f"match {args.match}" if args.match else "no match")

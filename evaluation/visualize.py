@@ -24,7 +24,8 @@ from imagenets.idmaps import resize_nearest
 from imagenets.errors import UserError, info
 from imagenets.fileio import atomic_path, check_outputs, write_json_atomic, write_text_atomic
 from imagenets.metadata import load_metadata
-from imagenets.palette import HATCH_COLOURS, UNKNOWN_COLOUR, colorize, colour_of, default_font, hatch
+from imagenets.palette import (HATCH_COLOURS, RGB, UNKNOWN_COLOUR, colorize, colour_of, default_font, hatch,
+                               picture_colours)
 from imagenets.subsets import IGNORE, OTHER, get_subset
 
 from imagenets.evaluation.engine.inputs import read_pair
@@ -37,8 +38,12 @@ SORTS = ("worst", "best", "name")
 # Picture layout, in pixels.
 PAD = 8
 GAP = 8
+#: One line of the title (it wraps onto more lines rather than being cut on narrow pictures).
 HEADER = 22
+TITLE_LINE = 16
 CAPTION = 16
+#: Narrowest slot of a panel, so that its caption ("ground truth") is never cut on a narrow image.
+MIN_SLOT = 92
 MIN_HEIGHT, MAX_HEIGHT = 160, 320
 MIN_WIDTH = 480
 LEGEND_ROW = 16
@@ -116,19 +121,25 @@ class Layout:
     width: int
     legend_rows: int
     columns: int
+    title_lines: int = 1
 
     @classmethod
-    def for_image(cls, h: int, w: int, legend_entries: int) -> "Layout":
+    def for_image(cls, h: int, w: int, legend_entries: int, title_lines: int = 1) -> "Layout":
         height = min(max(h, MIN_HEIGHT), MAX_HEIGHT)
         width = max(1, round(w * height / h))
-        total = max(3 * width + 2 * GAP + 2 * PAD, MIN_WIDTH)
+        total = max(3 * max(width, MIN_SLOT) + 2 * GAP + 2 * PAD, MIN_WIDTH)
         columns = max(1, (total - 2 * PAD) // LEGEND_COLUMN)
         shown = min(legend_entries, LEGEND_MAX + 1)
-        return cls(height, width, math.ceil(shown / columns), columns)
+        return cls(height, width, math.ceil(shown / columns), columns, title_lines)
+
+    @property
+    def slot(self) -> int:
+        """Width given to each panel and its caption."""
+        return max(self.width, MIN_SLOT)
 
     def panel_origin(self, index: int) -> Tuple[int, int]:
         """(x, y) of the top-left pixel of panel 0 (image), 1 (GT) or 2 (prediction)."""
-        return PAD + index * (self.width + GAP), PAD + HEADER + CAPTION
+        return PAD + index * (self.slot + GAP), PAD + HEADER + (self.title_lines - 1) * TITLE_LINE + CAPTION
 
     @property
     def legend_top(self) -> int:
@@ -136,23 +147,42 @@ class Layout:
 
     @property
     def size(self) -> Tuple[int, int]:
-        width = max(3 * self.width + 2 * GAP + 2 * PAD, MIN_WIDTH)
+        width = max(3 * self.slot + 2 * GAP + 2 * PAD, MIN_WIDTH)
         return width, self.legend_top + self.legend_rows * LEGEND_ROW + PAD
 
 
 def legend_entries(gt_ids: Sequence[int], pred_ids: Sequence[int], has_ignore: bool, has_unknown: bool,
-                   labels: Dict[int, str]) -> List[Tuple[object, str]]:
-    """(colour or "hatch", text) per legend row: the ids present, ignore, unknown ids."""
+                   labels: Dict[int, str], colours: Optional[Dict[int, RGB]] = None) -> List[Tuple[object, str]]:
+    """(colour or "hatch", text) per legend row: the ids present (``colours``: the picture's, see
+    :func:`imagenets.palette.picture_colours`), ignore, unknown ids."""
     entries: List[Tuple[object, str]] = []
+    colours = colours or {}
     for class_id in sorted(set(gt_ids) | set(pred_ids)):
         where = "GT+pred" if class_id in gt_ids and class_id in pred_ids else (
             "GT" if class_id in gt_ids else "pred")
-        entries.append((colour_of(class_id), f"{class_id} {labels.get(class_id, '?')} ({where})"))
+        entries.append((colours.get(class_id, colour_of(class_id)),
+                        f"{class_id} {labels.get(class_id, '?')} ({where})"))
     if has_ignore:
         entries.append(("hatch", f"{IGNORE} ignore (not scored)"))
     if has_unknown:
         entries.append((UNKNOWN_COLOUR, "ids outside 0..K / not matched"))
     return entries
+
+
+def wrap(draw: ImageDraw.ImageDraw, text: str, width: int, font) -> List[str]:
+    """``text`` broken at spaces into lines no wider than ``width``; a word wider than that (a long file
+    name) is broken between characters, so nothing is ever cut."""
+    lines: List[str] = []
+    for word in text.split(" "):
+        if lines and draw.textlength(f"{lines[-1]} {word}", font=font) <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+            continue
+        lines.append("")
+        for char in word:
+            if lines[-1] and draw.textlength(lines[-1] + char, font=font) > width:
+                lines.append("")
+            lines[-1] += char
+    return lines or [""]
 
 
 def _fit(draw: ImageDraw.ImageDraw, text: str, width: int, font) -> str:
@@ -170,19 +200,23 @@ def render(photo: Image.Image, gt: np.ndarray, pred: np.ndarray, num_classes: in
     keep = gt != IGNORE
     _iou, gt_ids, pred_ids = image_iou(gt, pred, num_classes)
     unknown = bool(((pred < 0) | (pred > num_classes)).any())
-    entries = legend_entries(gt_ids, pred_ids, bool((~keep).any()), unknown, labels)
+    colours = picture_colours(set(gt_ids) | set(pred_ids))  # ids alike in the palette get apart here
+    entries = legend_entries(gt_ids, pred_ids, bool((~keep).any()), unknown, labels, colours)
     layout = Layout.for_image(h, w, len(entries))
+    font, big = default_font(12), default_font(13)
+    title_lines = wrap(ImageDraw.Draw(Image.new("RGB", (1, 1))), title, layout.size[0] - 2 * PAD, big)
+    layout = Layout.for_image(h, w, len(entries), len(title_lines))
     canvas = Image.new("RGB", layout.size, BACKGROUND)
     draw = ImageDraw.Draw(canvas)
-    font, big = default_font(12), default_font(13)
-    draw.text((PAD, PAD), _fit(draw, title, layout.size[0] - 2 * PAD, big), fill=TEXT, font=big)
+    for number, line in enumerate(title_lines):
+        draw.text((PAD, PAD + number * TITLE_LINE), line, fill=TEXT, font=big)
     panels = [photo.convert("RGB").resize((layout.width, layout.height), Image.BILINEAR),
-              Image.fromarray(colorize(resize_nearest(gt, layout.height, layout.width), num_classes)),
-              Image.fromarray(colorize(resize_nearest(pred, layout.height, layout.width), num_classes))]
+              Image.fromarray(colorize(resize_nearest(gt, layout.height, layout.width), num_classes, colours)),
+              Image.fromarray(colorize(resize_nearest(pred, layout.height, layout.width), num_classes, colours))]
     for index, (panel, caption) in enumerate(zip(panels, ("image", "ground truth", "prediction"))):
         x, y = layout.panel_origin(index)
         canvas.paste(panel, (x, y))
-        draw.text((x, y - CAPTION + 1), _fit(draw, caption, layout.width, font), fill=TEXT, font=font)
+        draw.text((x, y - CAPTION + 1), _fit(draw, caption, layout.slot, font), fill=TEXT, font=font)
     shown = entries if len(entries) <= LEGEND_MAX + 1 else entries[:LEGEND_MAX] + [
         (None, f"... and {len(entries) - LEGEND_MAX} more")]
     for number, (colour, text) in enumerate(shown):

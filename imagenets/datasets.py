@@ -12,7 +12,9 @@ tree alone decides, offline: the class ids are the 1-based positions of the sort
 
 from __future__ import annotations
 
+import numbers
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
@@ -22,10 +24,11 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .codec import open_image, read_mask, write_mask
+from .codec import MAX_PIXELS, open_image, read_mask, write_mask
 from .errors import UserError, first_few, warn
 from .idmaps import as_ids, resize_nearest
 from .metadata import SOURCE_CACHE, Metadata, cache_complete, load_metadata, resolve_source
+from .transforms import image_size
 from .subsets import IGNORE, MASK_FOLDERS, SPLITS, Subset, get_subset, subset_folder
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
@@ -246,15 +249,50 @@ class ImageNetS(Dataset):
     def __getitem__(self, index: int) -> Tuple[Any, Any]:
         image = self.load_image(index)
         target = self._target(index, image)
+        mask = target if isinstance(target, torch.Tensor) else None
         if self.transforms is not None:
-            mask = target if isinstance(target, torch.Tensor) else None
-            image, mask = self.transforms(image, mask)
-            target = mask if mask is not None else target
+            image, transformed = self.transforms(image, as_mask(mask))
+            if mask is not None:
+                mask = target = plain_tensor(transformed)
         if self.transform is not None:
             image = self.transform(image)
+        if mask is not None:
+            self._check_aligned(index, image, mask)
         if self.target_transform is not None:
             target = self.target_transform(target)
         return image, target
+
+    def _check_aligned(self, index: int, image: Any, mask: Any) -> None:
+        """The transformed image and mask must still cover the same pixels: refuse sizes that disagree."""
+        sized = isinstance(image, Image.Image) or (isinstance(image, torch.Tensor) and image.dim() >= 2)
+        if not sized or not isinstance(mask, torch.Tensor) or mask.dim() < 2:
+            return  # something else than an image and a mask (e.g. a user's features): nothing to compare
+        size = image_size(image)
+        if size != tuple(mask.shape[-2:]):
+            raise UserError(f"the transforms made the image of sample {index} {size[1]}x{size[0]} but its mask "
+                            f"{mask.shape[-1]}x{mask.shape[-2]} ({self.samples[index][1]}): transform both "
+                            "together: joint transforms (imagenets.transforms) or torchvision v2 transforms "
+                            "as transforms= (the mask comes as a tv_tensors.Mask); transform= and "
+                            "target_transform= see one of them alone")
+
+
+def as_mask(mask: Optional[torch.Tensor]) -> Any:
+    """The mask as torchvision's ``tv_tensors.Mask`` when torchvision is loaded (the user's v2 transforms
+    then resize, crop and flip it with the image, by nearest neighbour); else as it is."""
+    if mask is None or "torchvision" not in sys.modules:  # no torchvision transforms in use: stay light
+        return mask
+    try:
+        from torchvision import tv_tensors  # torchvision >= 0.16
+    except Exception:  # an older or broken torchvision: its transforms cannot take a Mask either
+        return mask
+    return tv_tensors.Mask(mask)
+
+
+def plain_tensor(value: Any) -> Any:
+    """A ``tv_tensors`` subclass back to a plain tensor (collate, metrics and losses expect one)."""
+    if isinstance(value, torch.Tensor) and type(value) is not torch.Tensor:
+        return value.as_subclass(torch.Tensor)
+    return value
 
 
 # ---- batches and predictions --------------------------------------------------------------------
@@ -286,9 +324,25 @@ def collate_padded(batch: Sequence[Tuple[torch.Tensor, torch.Tensor]]) -> Tuple[
     return torch.stack([pad(x, 0.0) for x in images]), torch.stack([pad(m, IGNORE) for m in masks])
 
 
-def _resized(ids: np.ndarray, size: Sequence[Any]) -> np.ndarray:
+def _mask_size(size: Any) -> Tuple[int, int]:
+    """``size`` as (H, W): two integers (ints, numpy or 0-d tensors) >= 1, within MAX_PIXELS."""
+    try:
+        values = [v.item() if hasattr(v, "item") else v for v in size]
+    except (TypeError, ValueError):
+        values = None
+    if (values is None or len(values) != 2
+            or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values)):
+        raise TypeError(f"size={size!r}: pass (H, W), two integers, e.g. target['size'] of the test split")
+    h, w = (int(v) for v in values)
+    if h < 1 or w < 1 or h * w > MAX_PIXELS:
+        raise ValueError(f"size=({h}, {w}): a mask is at least 1x1 and at most {MAX_PIXELS:,} pixels "
+                         "(ImageNet's images are far smaller)")
+    return h, w
+
+
+def _resized(ids: np.ndarray, size: Any) -> np.ndarray:
     """Nearest-neighbour resize of an id map to (H, W) (never blends ids)."""
-    h, w = (int(v) for v in size)
+    h, w = _mask_size(size)
     return ids if (h, w) == ids.shape else resize_nearest(ids, h, w)
 
 
@@ -301,8 +355,8 @@ def save_prediction(out_dir: Union[str, "os.PathLike[str]"], name: str, ids: Any
     if Path(name).is_absolute() or ".." in parts or not name.endswith(".png"):
         raise ValueError(f"prediction name {name!r}: use the relative <wnid>/<name>.png of its image")
     ids = as_ids(ids, "the prediction")
-    if ids.ndim != 2:
-        raise ValueError(f"the prediction has shape {tuple(ids.shape)}: pass one HxW id map")
+    if ids.ndim != 2 or 0 in ids.shape:
+        raise ValueError(f"the prediction has shape {tuple(ids.shape)}: pass one HxW id map (at least 1x1)")
     path = Path(out_dir) / name
     write_mask(path, _resized(ids, size) if size is not None else ids)
     return path

@@ -6,7 +6,7 @@ torch is never imported here: a tensor can only exist if its caller imported tor
 from __future__ import annotations
 
 import sys
-from typing import Any, List, Tuple
+from typing import Any, List, Sequence, Tuple
 
 import numpy as np
 
@@ -20,20 +20,46 @@ def is_tensor(value: Any) -> bool:
     return torch is not None and isinstance(value, torch.Tensor)
 
 
+def dtype_error(what: str, dtype: Any) -> TypeError:
+    return TypeError(f"{what} has dtype {dtype}: {FLOAT_HINT}")
+
+
+def check_range(low: int, high: int, what: str) -> None:
+    """Ids must fit a mask PNG (0..MAX_ID): a negative or larger id is a ValueError naming it."""
+    if low < 0 or high > MAX_ID:
+        raise ValueError(f"{what} holds id {low if low < 0 else high}: ids are 0..{MAX_ID}, what a "
+                         "mask PNG can hold")
+
+
+def check_pair_shapes(gt_shape: Sequence[int], pred_shape: Sequence[int],
+                      names: Tuple[str, str] = ("ground truth", "prediction")) -> None:
+    """Two HxW maps or two NxHxW batches of one shape, every map at least 1x1 (ValueError otherwise)."""
+    gt_shape, pred_shape = tuple(gt_shape), tuple(pred_shape)
+    if gt_shape != pred_shape or len(gt_shape) not in (2, 3):
+        raise ValueError(f"{names[0]} {gt_shape} and {names[1]} {pred_shape}: pass two HxW id maps of one "
+                         "image, or two NxHxW batches of the same shape")
+    if 0 in gt_shape[-2:]:
+        raise ValueError(f"{names[0]} and {names[1]} are {gt_shape[-2]}x{gt_shape[-1]} id maps: an image "
+                         "has at least one pixel")
+
+
 def _tensor_ids(tensor: Any, what: str) -> np.ndarray:
     """A tensor on any device (int64, int32, uint8...) -> numpy ids on the CPU, range-checked."""
     import torch  # already imported by whoever made the tensor
 
     if tensor.dtype.is_floating_point or tensor.dtype.is_complex or tensor.dtype == torch.bool:
-        raise TypeError(f"{what} is a {tensor.dtype} tensor: {FLOAT_HINT}")
+        raise dtype_error(what, tensor.dtype)
     # Checked and narrowed by numpy: torch's CPU kernels wait on their thread pool, which costs
     # more than the work on an image (and far more on a loaded machine).
-    array = _integers(tensor.detach().cpu().numpy())
+    return _integers(_checked(tensor.detach().cpu().numpy(), what))
+
+
+def _checked(array: np.ndarray, what: str) -> np.ndarray:
+    """``array`` after :func:`check_range` (types that cannot leave 0..MAX_ID skip the passes)."""
     if array.size:
-        low, high = int(array.min()), int(array.max())
-        if low < 0 or high > MAX_ID:
-            raise ValueError(f"{what} holds id {low if low < 0 else high}: ids are 0..{MAX_ID}, what a "
-                             "mask PNG can hold")
+        low = int(array.min()) if array.dtype.kind == "i" else 0
+        high = int(array.max()) if array.dtype.itemsize > 2 or array.dtype.kind == "i" else 0
+        check_range(low, high, what)
     return array
 
 
@@ -45,24 +71,25 @@ def _integers(array: np.ndarray) -> np.ndarray:
 
 
 def as_ids(value: Any, what: str = "ids") -> np.ndarray:
-    """``value`` as a numpy integer array of ids (any shape); tensors move to the CPU.
+    """``value`` as a numpy integer array of ids 0..MAX_ID (any shape); tensors move to the CPU.
 
-    numpy int32/int64 arrays pass unchanged (the evaluation's hot path); floats and bools are refused.
+    numpy int32/int64 arrays pass uncopied; floats and bools are refused, ids out of range too.
     """
     if is_tensor(value):
         return _tensor_ids(value, what)
     array = np.asarray(value)
     if array.dtype.kind not in "iu":
-        raise TypeError(f"{what} has dtype {array.dtype}: {FLOAT_HINT}")
-    return _integers(array)
+        raise dtype_error(what, array.dtype)
+    return _integers(_checked(array, what))
 
 
-def id_map_pairs(gt: Any, pred: Any) -> List[Tuple[np.ndarray, np.ndarray]]:
-    """(GT, prediction) HxW id maps of one image (HxW each) or a batch (NxHxW each), numpy or torch."""
-    gt_ids, pred_ids = as_ids(gt, "the ground truth"), as_ids(pred, "the prediction")
-    if gt_ids.shape != pred_ids.shape or gt_ids.ndim not in (2, 3):
-        raise ValueError(f"ground truth {tuple(gt_ids.shape)} and prediction {tuple(pred_ids.shape)}: pass "
-                         "two HxW id maps of one image, or two NxHxW batches of the same shape")
+def id_map_pairs(gt: Any, pred: Any, names: Tuple[str, str] = ("the ground truth", "the prediction")
+                 ) -> List[Tuple[np.ndarray, np.ndarray]]:
+    """(GT, prediction) HxW id maps of one image (HxW each) or a batch (NxHxW each), numpy or torch.
+
+    ``names``: how messages call the two (e.g. the keywords they were passed as)."""
+    gt_ids, pred_ids = as_ids(gt, names[0]), as_ids(pred, names[1])
+    check_pair_shapes(gt_ids.shape, pred_ids.shape, names)
     if gt_ids.ndim == 2:
         return [(gt_ids, pred_ids)]
     return list(zip(gt_ids, pred_ids))

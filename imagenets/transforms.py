@@ -2,7 +2,9 @@
 
 Images are PIL images (or CxHxW float tensors after :class:`ToTensor`); masks are HxW int64 tensors
 of ids, resized with nearest neighbours only and padded with IGNORE. ``mask`` may be None (test images).
-Randomness comes from torch's generator, so DataLoader workers draw different crops.
+Randomness comes from torch's generator, so DataLoader workers draw different crops. ``ImageNetS`` also
+takes torchvision's v2 transforms: with torchvision loaded it hands them the mask as a ``tv_tensors.Mask``
+(these transforms then get that subclass, and treat it as any tensor) and unwraps it afterwards.
 """
 
 from __future__ import annotations

@@ -198,7 +198,7 @@ def test_extra_metrics_match_a_hand_computation():
     gt = np.array([[0, 0, 1, 1], [0, 2, 2, 1000]], dtype=np.int32)
     pred = np.array([[0, 1, 1, 1], [0, 2, 0, 7]], dtype=np.int32)
     metrics = SegmentationMetrics(2)
-    metrics.update(gt, pred)
+    metrics.update(preds=pred, target=gt)
     extra = extra_metrics(metrics.counts)
     # 7 kept pixels, right: (0,0) (0,2) (0,3) (1,0) (1,1) = 5.  Per class I/G: 0: 2/3, 1: 2/2, 2: 1/2.
     assert extra["pixel_accuracy"] == pytest.approx(100 * 5 / 7)

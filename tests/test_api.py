@@ -132,7 +132,8 @@ def _pairs(bench, count=4):
 def _computed(pairs, convert) -> Dict[str, object]:
     metrics = SegmentationMetrics(K)
     for gt, pred in pairs:
-        metrics.update(*convert(gt, pred))
+        g, p = convert(gt, pred)
+        metrics.update(preds=p, target=g)
     return metrics.compute()
 
 
@@ -154,8 +155,8 @@ def test_update_takes_tensors_like_arrays(bench, dtype):
 def test_a_batch_is_one_update_per_image(bench):
     pairs = [(g[:24, :24], p[:24, :24]) for g, p in _pairs(bench)]
     batched = SegmentationMetrics(K)
-    batched.update(torch.from_numpy(np.stack([g for g, _ in pairs])).long(),
-                   torch.from_numpy(np.stack([p for _, p in pairs])))
+    batched.update(preds=torch.from_numpy(np.stack([p for _, p in pairs])),
+                   target=torch.from_numpy(np.stack([g for g, _ in pairs])).long())
     assert batched.images == len(pairs)
     assert _nan_safe(batched.compute()) == _nan_safe(_computed(pairs, lambda g, p: (g, p)))
 
@@ -164,15 +165,15 @@ def test_update_refuses_scores_and_mismatched_shapes():
     metrics = SegmentationMetrics(K)
     ids = torch.zeros(4, 5, dtype=torch.int64)
     with pytest.raises(TypeError, match="argmax"):
-        metrics.update(ids, torch.zeros(4, 5))
+        metrics.update(preds=torch.zeros(4, 5), target=ids)
     with pytest.raises(TypeError, match="argmax"):
-        metrics.update(np.zeros((4, 5)), ids)
-    with pytest.raises(ValueError, match=r"\(4, 5\) and prediction \(1, 4, 5\)"):
-        metrics.update(ids, ids[None])
+        metrics.update(preds=ids, target=np.zeros((4, 5)))
+    with pytest.raises(ValueError, match=r"target \(4, 5\) and preds \(1, 4, 5\)"):
+        metrics.update(preds=ids[None], target=ids)
     with pytest.raises(ValueError, match="NxHxW"):
-        metrics.update(ids[None, None], ids[None, None])
+        metrics.update(preds=ids[None, None], target=ids[None, None])
     with pytest.raises(ValueError, match="id -1"):
-        metrics.update(ids, ids - 1)
+        metrics.update(preds=ids - 1, target=ids)
     assert metrics.images == 0
 
 

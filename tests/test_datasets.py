@@ -1,10 +1,16 @@
-"""``imagenets.datasets.ImageNetS`` and the joint transforms over a small synthetic prepared tree."""
+"""``imagenets.datasets.ImageNetS`` and the joint transforms over a small synthetic prepared tree;
+torchvision v2 transforms when torchvision imports (CI runs these in its backbones venv, .ci/run)."""
 
 from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader
 
@@ -17,6 +23,7 @@ from imagenets.subsets import IGNORE
 from imagenets.demo.synthetic import write_synthetic_dataset, write_synthetic_meta
 from imagenets.transforms import (CenterCrop, Compose, Normalize, RandomCrop, RandomHorizontalFlip, Resize,
                                   ToTensor, evaluation_transforms, training_transforms)
+from helpers import hardlink_copy
 
 
 @pytest.fixture(scope="module")
@@ -165,8 +172,8 @@ def test_collate_padded_pads_with_ignore_and_keeps_the_metrics(tree):
     alone, together = SegmentationMetrics(50), SegmentationMetrics(50)
     guess = lambda m: (m * 7 + 1) % 51  # noqa: E731  (pixel by pixel: padding changes nothing of it)
     for _, mask in batch:
-        alone.update(mask, guess(mask))
-    together.update(masks, guess(masks))
+        alone.update(preds=guess(mask), target=mask)
+    together.update(preds=guess(masks), target=masks)
     ours, theirs = alone.compute(), together.compute()
     for key in ("mIoU", "S", "MS", "ML", "L", "Acc", "FMeasure"):
         assert ours[key] == pytest.approx(theirs[key], nan_ok=True), key
@@ -252,3 +259,99 @@ def test_normalize_needs_a_tensor():
     tensor, _ = ToTensor()(image)
     normalized, same = Normalize(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))(tensor, mask)
     assert same is mask and torch.allclose(normalized, tensor * 2 - 1)
+
+
+# ---- image and mask stay aligned, whatever transforms (torchvision v2 included) ------------------------
+
+def _image_only_resize(image, mask):
+    """A joint transform that forgets the mask: the silent misalignment to refuse."""
+    return image.resize((16, 16)), mask
+
+
+def test_transforms_that_leave_the_mask_behind_are_refused(tree):
+    data = _data(tree, "validation", transforms=_image_only_resize)
+    with pytest.raises(UserError, match=r"the transforms made the image of sample 0 16x16 but its mask \d+x\d+"):
+        data[0]
+    image, target = _data(tree, "test", transforms=_image_only_resize)[0]  # no mask: nothing to compare
+    assert image.size == (16, 16) and "name" in target
+
+
+def test_without_torchvision_loaded_the_mask_stays_a_plain_tensor(tree, monkeypatch):
+    for name in [name for name in sys.modules if name.split(".")[0] == "torchvision"]:
+        monkeypatch.delitem(sys.modules, name)  # not loaded: the mask is not wrapped, nothing imported
+    seen = []
+
+    def spy(image, mask):
+        seen.append(type(mask))
+        return image, mask
+
+    _data(tree, "validation", transforms=spy)[0]
+    assert seen == [torch.Tensor] and "torchvision" not in sys.modules
+
+
+def _torchvision_v2():
+    """torchvision's v2 transforms and tv_tensors, or a skip saying why."""
+    try:
+        v2 = importlib.import_module("torchvision.transforms.v2")
+        return v2, importlib.import_module("torchvision.tv_tensors")
+    except Exception as exc:  # absent, or a build that does not load beside this torch
+        pytest.skip(f"torchvision v2 transforms do not import here ({type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0] if str(exc) else ''}); CI runs these in its backbones venv")
+
+
+@pytest.fixture(scope="module")
+def coded_tree(tree, tmp_path_factory):
+    """The tree with each validation image replaced by its mask's ids as colours (id = R + 256 G, PNG)."""
+    root = hardlink_copy(tree, tmp_path_factory.mktemp("coded") / "tree")
+    for image, mask in _data(root, "validation").samples:
+        Path(image).unlink()  # a hard link: replace, never edit
+        Image.fromarray(encode(read_mask(mask)), "RGB").save(image, format="PNG")
+    return root
+
+
+def test_v2_resize_resizes_the_mask_with_the_image(tree):
+    v2, tv_tensors = _torchvision_v2()
+    plain = _data(tree, "validation")
+    data = _data(tree, "validation", transforms=v2.Compose(
+        [v2.Resize((224, 224)), v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]))
+    image, mask = data[0]
+    assert image.shape == (3, 224, 224) and mask.shape == (224, 224)
+    assert type(mask) is torch.Tensor and mask.dtype == torch.int64  # unwrapped for collate and losses
+    original = plain[0][1]
+    expected = F.interpolate(original[None, None].float(), size=(224, 224), mode="nearest")[0, 0].long()
+    assert torch.equal(mask, expected)  # resized as a mask: nearest, never blended ids
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_v2_random_crops_and_flips_keep_every_pixel_aligned(coded_tree, seed):
+    v2, _ = _torchvision_v2()
+    nearest = v2.InterpolationMode.NEAREST  # the image's colours are ids: never blend them either
+    data = _data(coded_tree, "validation", transforms=v2.Compose([
+        v2.ToImage(), v2.RandomResizedCrop(32, scale=(0.2, 1.0), interpolation=nearest),
+        v2.RandomHorizontalFlip(), v2.ToDtype(torch.float32, scale=True)]))
+    torch.manual_seed(seed)
+    images, masks = next(iter(DataLoader(data, batch_size=4, collate_fn=collate_padded)))
+    assert images.shape == (4, 3, 32, 32) and masks.shape == (4, 32, 32)
+    for image, mask in zip(images, masks):
+        assert (_ids_of(image) == mask.numpy()).all()
+
+
+def test_v2_image_only_transform_is_refused(tree):
+    v2, _ = _torchvision_v2()
+    data = _data(tree, "validation", transform=v2.Resize((224, 224)))
+    with pytest.raises(UserError, match="the transforms made the image of sample 0 224x224 but its mask"):
+        data[0]
+
+
+def test_our_joint_transforms_give_the_same_with_torchvision_loaded(tree):
+    _torchvision_v2()
+    torch.manual_seed(0)
+    with_tv = _data(tree, "validation", transforms=training_transforms(crop=32, resize=36))[2]
+    modules = {name: sys.modules.pop(name) for name in list(sys.modules) if name.split(".")[0] == "torchvision"}
+    try:
+        torch.manual_seed(0)
+        without = _data(tree, "validation", transforms=training_transforms(crop=32, resize=36))[2]
+    finally:
+        sys.modules.update(modules)
+    assert torch.equal(with_tv[0], without[0]) and torch.equal(with_tv[1], without[1])
+    assert type(with_tv[1]) is torch.Tensor

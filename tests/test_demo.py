@@ -33,7 +33,8 @@ def demo_dir(tmp_path_factory):
 
 def test_demo_writes_the_metadata_data_and_match(demo_dir):
     for rel in ("meta/categories/ImageNetS_categories_im50.txt", "predictions/true_match.json",
-                "results/demo.json", "results/evaluation.json", "results/per_class_iou.png"):
+                "results/demo.json", "results/evaluation.json", "results/per_class_iou.png",
+                "results/report.html"):
         assert (demo_dir / rel).is_file(), rel
     assert len(list((demo_dir / "predictions" / "validation").rglob("*.png"))) == 60
     assert len(list((demo_dir / "predictions" / "test").rglob("*.png"))) == 60

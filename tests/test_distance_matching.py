@@ -7,6 +7,7 @@ The fake backbone maps each pixel to a soft one-hot of its nearest palette colou
 from __future__ import annotations
 
 import inspect
+import json
 import shutil
 import textwrap
 import zipfile
@@ -77,6 +78,31 @@ MODEL_SOURCE = textwrap.dedent(f'''
 
     def make_flat():
         return nn.Flatten()
+
+
+    class NaNNet(PaletteNet):
+        """A diverged checkpoint's features: NaN wherever the image is green."""
+
+        def forward(self, x):
+            out = super().forward(x)
+            return torch.where(out[:, 2:3] > 0.5, torch.full_like(out, float("nan")), out)
+
+
+    def make_nan():
+        model = NaNNet()
+        model.load_state_dict(palette_weights())
+        return model
+
+
+    class NoChannels(nn.Module):
+        """A backbone cut at the wrong place: (N, 0, h, w)."""
+
+        def forward(self, x):
+            return x[:, :0, ::4, ::4]
+
+
+    def make_empty():
+        return NoChannels()
 ''')
 
 
@@ -311,6 +337,49 @@ def test_wrong_weights_exit_2_with_one_line_naming_the_file(tree, tmp_path, caps
     assert str(weights) in line and says in line
 
 
+def test_an_html_page_as_weights_says_what_it_is(tree, tmp_path, capsys):
+    page = tmp_path / "dino_deitsmall16_pretrain.pth"  # what `wget URL` keeps of a 404
+    page.write_text("<!DOCTYPE html>\n<html lang=en><head><title>404 Not Found</title></head>\n"
+                    "<body><h1>Not Found</h1></body></html>\n")
+    assert _main(tree.argv(tmp_path / "out", "validation", f"{MODULE}:make_untrained", "--weights", str(page))) == 2
+    line = _error_line(capsys)
+    assert f"--weights {page} is an HTML page, not a checkpoint" in line
+    assert "Python objects" not in line and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("content, says", [(b"", "is empty"), (b'{"a": 1}', "is not a torch checkpoint")])
+def test_other_files_as_weights_say_what_they_are(tree, tmp_path, capsys, content, says):
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(content)
+    assert _main(tree.argv(tmp_path / "out", "validation", f"{MODULE}:make_untrained", "--weights", str(weights))) == 2
+    assert f"--weights {weights} {says}" in _error_line(capsys)
+
+
+@pytest.mark.parametrize("model, says", [
+    (f"{MODULE}:make_nan", "NaN or infinite feature values"),
+    (f"{MODULE}:make_empty", "an empty feature map (6, 0, 64, 96)"),
+])
+def test_unusable_features_are_refused_and_nothing_is_cached(tree, tmp_path, capsys, model, says):
+    out = tmp_path / "out"
+    assert _main(tree.argv(out, "validation", model)) == 2
+    assert says in _error_line(capsys)
+    assert not list(out.glob("embeddings-*.pt")) and not list(out.rglob("*.png"))
+
+
+def test_a_cached_bank_of_nan_is_rebuilt(tree, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _main(tree.argv(out)) == 0
+    (cache,) = out.glob("embeddings-*.pt")
+    saved = torch.load(str(cache), weights_only=True)  # as an older imagenets cached a NaN model's bank
+    saved["embeddings"][:] = float("nan")
+    torch.save(saved, str(cache))
+    capsys.readouterr()
+    assert _main(tree.argv(out, "validation", f"{MODULE}:make_model", "--overwrite")) == 0
+    assert "holds no usable embeddings (empty, misshapen or not finite); rebuilding it" in capsys.readouterr().err
+    assert torch.isfinite(torch.load(str(cache), weights_only=True)["embeddings"]).all()
+    tree.check_predictions(out, "validation")
+
+
 @pytest.mark.parametrize("model, says", [
     ("no/such/model.pt", "neither an existing file nor"),
     ("no_such_package_xyz:make", "cannot import no_such_package_xyz"),
@@ -367,10 +436,74 @@ def test_other_settings_over_old_predictions_are_refused(tree, tmp_path, capsys,
     assert _main(tree.argv(out)) == 0
     assert _main(tree.argv(out, "validation", f"{MODULE}:make_model", *setting)) == 2
     assert "--overwrite" in _error_line(capsys)
+    assert len(list(out.glob("embeddings-*.pt"))) == 1  # refused before any embedding was built
     assert _main(tree.argv(out, "validation", f"{MODULE}:make_model", *setting, "--overwrite")) == 0
     # (torch's nearest, under --compat pass, shifts region borders by a pixel)
     tree.check_predictions(out, "validation", border=16 if "pass" in setting else 0)
     assert len(list(out.glob("embeddings-*.pt"))) == caches  # pass shrinks masks its own way
+
+
+def test_a_compat_change_is_refused_before_the_embeddings_naming_every_change(tree, tmp_path, capsys,
+                                                                            monkeypatch):
+    import dm_fake_models
+
+    out = tmp_path / "out"
+    assert _main(tree.argv(out)) == 0
+    weights = tmp_path / "w.pth"
+    torch.save(dm_fake_models.palette_weights(), str(weights))
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("embeddings rebuilt before the refusal")
+
+    monkeypatch.setattr(dm, "build_bank", no_rebuild)
+    argv = tree.argv(out, "validation", f"{MODULE}:make_untrained", "--weights", str(weights),
+                     "--compat", "pass", "-T", "0.1")
+    assert _main(argv) == 2
+    line = _error_line(capsys)
+    assert "already holds 3 predictions made with other settings:" in line
+    for change in ("--model (another model, or its code changed)", "--weights (another file, or none)",
+                   "--compat pass (was ours)", "-T 0.1 (was 0.07)"):
+        assert change in line
+    assert "-k" not in line.split("settings:")[1].split("; pass")[0]  # only what differs
+    assert "--overwrite" in line and "another --output-dir" in line
+
+
+def test_a_record_of_an_older_imagenets_still_guards_the_predictions(tree, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _main(tree.argv(out)) == 0
+    record = out / "predictions-validation.json"
+    new = json.loads(record.read_text())
+    record.write_text(json.dumps({"embeddings": new["embeddings"], "k": 10, "temperature": 0.07}))
+    assert _main(tree.argv(out)) == 0  # the same settings
+    record.write_text(json.dumps({"embeddings": "0" * 64, "k": 10, "temperature": 0.07}))
+    assert _main(tree.argv(out)) == 2
+    assert "the embeddings (--model, --weights or the train-semi data" in _error_line(capsys)
+
+
+def test_limit_looks_at_n_images_of_each_split_spread_over_the_lists(tree, tmp_path, steps_three, capsys):
+    steps_three.use_real()
+    out = tmp_path / "out"
+    argv = tree.argv(out, "validation", f"{MODULE}:make_model", "--limit", "2")
+    argv.remove("--quiet")
+    assert _main(argv) == 0
+    captured = capsys.readouterr()
+    assert ("warning: --limit 2: embeddings from 2 of 6 train-semi images and predictions for 2 of 3 "
+            "validation images, spread evenly over the lists: a quick look, NOT the benchmark's scores") in captured.err
+    assert "--limit 2: 2 validation images, NOT the benchmark's scores" in captured.out
+    written = sorted(p.relative_to(out / "validation").as_posix() for p in (out / "validation").rglob("*.png"))
+    assert written == sorted(list(tree.expected["validation"])[i] for i in (0, 1))  # every 3/2-th: 0, 1
+    (cache,) = out.glob("embeddings-*.pt")
+    assert sorted(torch.load(str(cache), weights_only=True)["labels"].tolist()) == [0, 0, 1, 2]  # images 0, 3
+    assert _main(tree.argv(out)) == 2  # the full run over the quick look's predictions: named
+    assert "--limit none (was 2)" in _error_line(capsys)
+
+
+def test_limit_on_the_test_split_builds_no_submission(tree, tmp_path, steps_three, capsys):
+    out = tmp_path / "out"
+    assert _main(tree.argv(out, "test", f"{MODULE}:make_model", "--limit", "1")) == 0
+    assert steps_three.calls == [] and not (out / "submission.zip").exists()
+    assert "no " + str(out / "submission.zip") in capsys.readouterr().err
+    assert len(list((out / "test").rglob("*.png"))) == 1
 
 
 def test_missing_images_are_reported_before_any_work(tree, tmp_path, capsys):
@@ -393,7 +526,7 @@ def test_parent_folder_is_accepted_as_dataset(tree, tmp_path):
     tree.check_predictions(tmp_path / "out", "test")
 
 
-@pytest.mark.parametrize("flag, value", [("-k", "0"), ("-T", "0"), ("--batch-size", "0")])
+@pytest.mark.parametrize("flag, value", [("-k", "0"), ("-T", "0"), ("--batch-size", "0"), ("--limit", "0")])
 def test_nonsense_options_exit_2(tree, tmp_path, capsys, flag, value):
     assert _main(tree.argv(tmp_path / "out", "validation", f"{MODULE}:make_model", flag, value)) == 2
     assert flag in _error_line(capsys)

@@ -72,8 +72,8 @@ def test_one_to_one_lut_equals_relabelling_every_pixel_first(seed):
     match = Match.from_mapping({0: 0, **{p + 1: int(perm[p]) for p in range(k)}})
     assert match.one_to_one
     a, b = SegmentationMetrics(k), SegmentationMetrics(k)
-    a.update(gt, match.relabel(pred))
-    b.update(gt, pred, pred_lut=match.lut)
+    a.update(preds=match.relabel(pred), target=gt)
+    b.update(preds=pred, target=gt, pred_lut=match.lut)
     assert np.array_equal(a.counts, b.counts)
     assert (a.correct, a.f_sum, a.out_of_range_pixels) == (b.correct, b.f_sum, b.out_of_range_pixels)
 

@@ -78,7 +78,7 @@ def test_match_through_the_kernel_equals_the_spec_text(seed, k, n):
     match = Match.from_mapping(mapping)
     for gt, pred in images:
         spec_add(ref, gt, pred, mapping)
-        ours.update(gt.astype(np.int32), pred.astype(np.int32), pred_lut=match.lut)
+        ours.update(preds=pred.astype(np.int32), target=gt.astype(np.int32), pred_lut=match.lut)
     assert_same(ref.result(), ours.compute())
 
 
@@ -101,7 +101,8 @@ def test_matching_first_would_give_other_boundary_numbers():
     spec_add(seams, gt, pred, mapping)
     merged.add(gt, np.where(pred == 2, 1, pred))
     ours = SegmentationMetrics(1)
-    ours.update(gt.astype(np.int32), pred.astype(np.int32), pred_lut=Match.from_mapping(mapping).lut)
+    ours.update(preds=pred.astype(np.int32), target=gt.astype(np.int32),
+                pred_lut=Match.from_mapping(mapping).lut)
     assert_same(seams.result(), ours.compute())
     assert ours.compute()["mIoU"] == pytest.approx(merged.result()["mIoU"])
     assert ours.compute()["mBIoU"] < merged.result()["mBIoU"] - 1.0

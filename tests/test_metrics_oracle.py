@@ -25,7 +25,8 @@ def run_both(k: int, images: List[Tuple[np.ndarray, np.ndarray]], split: int = 0
     first, second = SegmentationMetrics(k), SegmentationMetrics(k)
     for index, (gt, pred) in enumerate(images):
         ref.add(gt, pred)
-        (second if split and index >= split else first).update(gt.astype(np.int32), pred.astype(np.int32))
+        (second if split and index >= split else first).update(preds=pred.astype(np.int32),
+                                                                target=gt.astype(np.int32))
     return ref.result(), first.merge(second).compute()
 
 
@@ -127,7 +128,7 @@ def test_out_of_range_ids_count_as_foreground_only():
     gt = np.array([[1, 1, 0, 0]])
     pred = np.array([[1, 9, 9, 0]])                      # 9 > K = 2
     metrics = SegmentationMetrics(2)
-    metrics.update(gt.astype(np.int32), pred.astype(np.int32))
+    metrics.update(preds=pred.astype(np.int32), target=gt.astype(np.int32))
     expected, got = run_both(2, [(gt, pred)])
     assert_same(expected, got)
     assert metrics.out_of_range_pixels == 2

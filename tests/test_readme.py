@@ -23,8 +23,9 @@ REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 SCRIPT = REPO / "datapreparation" / "data_preparation.sh"
 SCRIPTS = {"match.py": "imagenets.evaluation.match", "evaluator.py": "imagenets.evaluation.evaluator"}
-#: Lines of the blocks that are no toolbox command (installing, changing folder, running the tests).
-NOT_COMMANDS = (("pip",), ("python", "-m", "pip"), ("python", "-m", "pytest"), ("cd",))
+#: Lines of the blocks that are no toolbox command (installing, a venv, changing folder, running the tests).
+NOT_COMMANDS = (("pip",), ("python", "-m", "pip"), ("python", "-m", "pytest"), ("cd",), ("python", "-m", "venv"),
+                (".",))
 OPERATORS = {"&&", "||", ";", "|"}
 #: Examples other work is fixing; covered here, expected to fail until that lands.
 def bash_lines(text: str) -> Iterator[str]:
@@ -46,8 +47,19 @@ def split_commands(line: str) -> List[List[str]]:
     return [c for c in commands if c]
 
 
+def launched(argv: List[str]) -> List[str]:
+    """``torchrun [options] -m imagenets ARGS`` as ``imagenets ARGS``, torchrun's options checked by its parser."""
+    if argv[0] != "torchrun":
+        return argv
+    from torch.distributed.run import get_args_parser
+
+    args = get_args_parser().parse_args(argv[1:])
+    assert args.module and args.training_script == "imagenets", " ".join(argv)
+    return ["imagenets", *args.training_script_args]
+
+
 def readme_commands() -> List[List[str]]:
-    return [c for line in bash_lines(README.read_text(encoding="utf-8")) for c in split_commands(line)]
+    return [launched(c) for line in bash_lines(README.read_text(encoding="utf-8")) for c in split_commands(line)]
 
 
 def is_toolbox_command(argv: List[str]) -> bool:

@@ -13,19 +13,28 @@ import importlib
 from typing import Any, Mapping, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from imagenets.errors import UserError
 
+from .model import import_failure
+
+HERE = "imagenets.evaluation.distance_matching.backbones"
+#: What to install: torch and torchvision must be builds made for each other (README, Ready backbones).
+INSTALL_HINT = ("install torchvision and torch builds released together, e.g. `pip install torch==2.14.1 "
+                "torchvision==0.29.1`, plus timm for ViTs (README, Ready backbones)")
+
 
 def _require(package: str, factory: str) -> Any:
-    """Import an optional package, or explain how to get it."""
+    """Import an optional package, or say in one line which package failed to import and why."""
     try:
         return importlib.import_module(package)
-    except ImportError:
-        raise UserError(f"MODEL imagenets.evaluation.distance_matching.backbones:{factory} needs {package}, which is not installed: "
-                        f"pip install {package} (it is not a dependency of imagenets), or build the "
-                        "model yourself and wrap it (see evaluation/distance_matching/backbones.py)") from None
+    except Exception as exc:  # not installed, or installed and broken (e.g. a torchvision of another torch build)
+        if isinstance(exc, ModuleNotFoundError) and exc.name == package:
+            raise UserError(f"MODEL {HERE}:{factory} needs {package}, which is not installed (it is not a "
+                            f"dependency of imagenets): {INSTALL_HINT}") from None
+        raise UserError(f"MODEL {HERE}:{factory} needs {package}, and {import_failure(package, exc)}") from None
 
 
 class ResNetFeatures(nn.Module):
@@ -54,8 +63,12 @@ class ResNetFeatures(nn.Module):
 
 
 class PatchTokens(nn.Module):
-    """A ViT's last-layer patch tokens as a feature map: (N,3,H,W) -> (N,C,H/p,W/p).
+    """A ViT's last-layer patch tokens as a feature map: (N,3,H,W) -> (N,C,ceil(H/p),ceil(W/p)).
 
+    Images are padded at the right and bottom to whole patches (zeros, the mean colour once
+    normalised, as timm's ``dynamic_img_pad``), so every pixel is seen and the grid covers the image
+    as a ResNet's stride-32 grid does (ceil(W/32) cells); the ViT must interpolate its position
+    embeddings to any grid (timm: ``dynamic_img_size=True``; DINO's own ViT does).
     Calls ``forward_features`` (timm), else ``get_intermediate_layers(x, 1)`` (DINO), else the
     module itself; each must give (N, T, C) tokens, the CLS (and any register) tokens first.
     The state dict is the ViT's own, so its checkpoints load without renaming.
@@ -74,8 +87,10 @@ class PatchTokens(nn.Module):
         return self.vit(images)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        tokens = self._tokens(images)
-        rows, cols = images.shape[-2] // self.patch_size, images.shape[-1] // self.patch_size
+        height, width = images.shape[-2:]
+        rows, cols = -(-height // self.patch_size), -(-width // self.patch_size)  # ceil
+        padded = F.pad(images, (0, cols * self.patch_size - width, 0, rows * self.patch_size - height))
+        tokens = self._tokens(padded)
         if not isinstance(tokens, torch.Tensor) or tokens.dim() != 3 or tokens.shape[1] < rows * cols:
             got = tuple(tokens.shape) if isinstance(tokens, torch.Tensor) else type(tokens).__name__
             raise ValueError(f"expected (N, T, C) tokens with T >= {rows}x{cols} patches, got {got}")

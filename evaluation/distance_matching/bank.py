@@ -28,7 +28,7 @@ from imagenets.progress import progress
 from imagenets.idmaps import resize_nearest
 from imagenets.subsets import IGNORE
 
-from .model import load_tensors
+from .model import load_tensors, traceback_module
 from imagenets.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 SHORT_SIDE = 256
@@ -121,17 +121,35 @@ def feature_maps(model: nn.Module, images: List[torch.Tensor], device: torch.dev
             try:
                 out = model(batch)
             except Exception as exc:
-                raise UserError(f"MODEL failed on {describe} ({type(exc).__name__}: "
+                origin = traceback_module(exc.__traceback__)
+                raise UserError(f"MODEL failed on {describe}, a batch of shape {tuple(batch.shape)} "
+                                f"({type(exc).__name__}{f' in {origin}' if origin else ''}: "
                                 f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); "
-                                "it must accept (N,3,H,W) image batches of any size") from None
-            if not isinstance(out, torch.Tensor) or out.dim() != 4 or out.shape[0] != len(positions):
-                got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-                raise UserError(f"MODEL returned {got} for a batch of shape {tuple(batch.shape)}; "
-                                "it must return one (N,C,h,w) feature map tensor (wrap it to pick "
-                                "the right output)")
+                                "distance matching feeds whole images of any size (shorter side 256)") from None
+            check_features(out, batch, describe)
         for row, position in enumerate(positions):
             result[position] = out[row].float()
     return result  # type: ignore[return-value]
+
+
+def check_features(out: object, batch: torch.Tensor, describe: str) -> None:
+    """One (N,C,h,w) map of finite numbers with C, h, w >= 1, or a one-line refusal (nothing is cached)."""
+    if not isinstance(out, torch.Tensor) or out.dim() != 4 or out.shape[0] != batch.shape[0]:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise UserError(f"MODEL returned {got} for a batch of shape {tuple(batch.shape)}; "
+                        "it must return one (N,C,h,w) feature map tensor (wrap it to pick "
+                        "the right output)")
+    if min(out.shape[1:]) < 1:
+        raise UserError(f"MODEL returned an empty feature map {tuple(out.shape)} for {describe} (shape "
+                        f"{tuple(batch.shape)}): it needs at least one channel and one cell; is the "
+                        "model cut at the right layer?")
+    if not out.is_floating_point() and not out.is_complex():
+        return
+    bad = ~torch.isfinite(out)
+    if bool(bad.any()):
+        raise UserError(f"MODEL returned {int(bad.sum())} NaN or infinite feature values (of "
+                        f"{out.numel()}) for {describe}: check the model and --weights (e.g. a "
+                        "checkpoint of a diverged run, or half precision overflowing); nothing was cached")
 
 
 def upsample(features: torch.Tensor) -> torch.Tensor:
@@ -242,12 +260,21 @@ def load_cached_bank(out_dir: Path, key: str) -> Optional[Bank]:
         return None
     try:
         saved = load_tensors(path)
+    except UserError:
+        raise
     except Exception:
         warn(f"embedding cache {path} is unreadable; rebuilding it")
         return None
     if not isinstance(saved, dict) or saved.get("key") != key:
         return None
-    return Bank(saved["embeddings"], saved["labels"])
+    embeddings, labels = saved.get("embeddings"), saved.get("labels")
+    if not (isinstance(embeddings, torch.Tensor) and isinstance(labels, torch.Tensor)
+            and embeddings.dim() == 2 and embeddings.shape[0] == labels.shape[0] > 0
+            and embeddings.shape[1] > 0 and bool(torch.isfinite(embeddings).all())):
+        warn(f"embedding cache {path} holds no usable embeddings (empty, misshapen or not finite); "
+             "rebuilding it")
+        return None
+    return Bank(embeddings, labels)
 
 
 def save_bank(out_dir: Path, key: str, bank: Bank, quiet: bool) -> Path:

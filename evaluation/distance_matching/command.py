@@ -8,9 +8,11 @@ embeddings and writes R+G*256 PNGs; step 3 evaluates (validation) or builds the 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, TypeVar
 
 import torch
 
@@ -18,12 +20,13 @@ from imagenets.cli import (Command, add_device_argument, add_meta_argument, add_
                            add_quiet_argument, add_workers_argument)
 from imagenets.codec import write_mask
 from imagenets.device import resolve_device
-from imagenets.errors import UserError, info
+from imagenets.errors import UserError, info, warn
 from imagenets.fileio import read_json, write_json_atomic
 from imagenets.metadata import Metadata, load_metadata
 from imagenets.progress import progress
 from imagenets.subsets import Subset, get_subset, subset_folder
 
+from imagenets.evaluation.engine import distributed
 from imagenets.evaluation.engine.evaluation import evaluate_predictions
 from imagenets.idmaps import resize_nearest
 from imagenets.evaluation.engine.matchfile import save_match
@@ -33,7 +36,7 @@ from imagenets.evaluation.protocols.submission import build_submission
 
 from .bank import (SAMPLING, UPSAMPLE, Bank, ImageSet, bank_key, build_bank, feature_maps,
                    file_stamps, iterate_images, load_cached_bank, save_bank)
-from .model import MODEL_HINT, load_model, load_weights
+from .model import MODEL_HINT, load_model, load_weights, require_weights_only
 from .vote import VoteBank, vote_map
 
 SPLIT_CHOICES = ("validation", "test")
@@ -48,6 +51,17 @@ COMPAT_HELP = (
     "pass to compare with numbers published by PASS.")
 #: Runs on CPU longer than this (estimated after the first batch) get a hint about --device cuda.
 LONG_RUN_S = 300.0
+LIMIT_HELP = (
+    "a quick look: only N train-semi images (the embeddings) and N images of --split, each spread "
+    "evenly over its list; the scores are NOT the benchmark's (a warning says so), and --split test "
+    "builds no submission")
+#: The settings a run's predictions depend on, and how a refusal names each.
+SETTING_NAMES = {"model": "--model (another model, or its code changed)",
+                 "weights": "--weights (another file, or none)",
+                 "train_semi": "the train-semi images or masks under --dataset",
+                 "compat": "--compat", "limit": "--limit", "k": "-k", "temperature": "-T",
+                 "embeddings": "the embedding recipe (another imagenets version)"}
+Item = TypeVar("Item")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,6 +91,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="recompute every prediction, even those OUT/<split> already holds")
     parser.add_argument("--compat", choices=tuple(SAMPLING), default="ours", help=COMPAT_HELP)
+    parser.add_argument("--limit", type=int, default=None, metavar="N", help=LIMIT_HELP)
     group = parser.add_argument_group(
         "submission (--split test)", "the method.txt fields of OUT/submission.zip")
     group.add_argument("--method-name", metavar="TEXT", help="the method's name (default: from MODEL)")
@@ -106,6 +121,16 @@ def _check_options(args: argparse.Namespace) -> None:
                         "--train-data TEXT and --link URL ('none' if there is none yet)")
     if args.workers < 0:
         raise UserError(f"--workers {args.workers}: use 0 (main process only) or more")
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit {args.limit}: give the number of images to look at, 1 or more "
+                        "(or leave --limit out for the benchmark's run)")
+
+
+def spread(items: Sequence[Item], limit: Optional[int]) -> List[Item]:
+    """``limit`` items evenly spread over ``items`` (all of them without a limit), in order."""
+    if limit is None or limit >= len(items):
+        return list(items)
+    return [items[i * len(items) // limit] for i in range(limit)]
 
 
 def _dataset_root(path: str, subset: Subset, quiet: bool) -> Path:
@@ -126,43 +151,88 @@ def _raise_if_missing(missing: Sequence[Path], what: str) -> None:
                         "prepare the subset with `imagenets prepare` (or fix --dataset/--mode)")
 
 
-def _bank(args: argparse.Namespace, meta, subset: Subset, root: Path, out: Path, device: torch.device):
-    """Step 1: load the model and the embedding bank (cached when model and data are unchanged)."""
-    pairs = meta.train_semi_names(subset)
+def _train_semi(root: Path, pairs: Sequence[Tuple[str, str]]) -> Tuple[List[Path], List[Path]]:
+    """The train-semi (images, masks) of ``pairs`` under ``root``."""
     images = [root / "train-semi" / image for image, _ in pairs]
     masks = [root / "train-semi-segmentation" / mask for _, mask in pairs]
+    return images, masks
+
+
+def _settings(args: argparse.Namespace, subset: Subset, images: List[Path], masks: List[Path],
+              pairs: Sequence[Tuple[str, str]], device: torch.device):
+    """The model (weights loaded) and the record of every setting its predictions depend on; the
+    record's ``embeddings`` is the key of the embedding cache."""
     stamps, missing = file_stamps([p for pair in zip(images, masks) for p in pair])
     _raise_if_missing(missing, "train-semi files (images or masks) are")
     model, identity = load_model(args.model, device)
     digest = load_weights(model, Path(args.weights)) if args.weights else None
-    key = bank_key(identity, digest, subset.mode, [f"{i} {m}" for i, m in pairs], stamps,
-                   SAMPLING[args.compat])
-    bank: Optional[Bank] = load_cached_bank(out, key)
+    names = [f"{i} {m}" for i, m in pairs]
+    key = bank_key(identity, digest, subset.mode, names, stamps, SAMPLING[args.compat])
+    record = {"embeddings": key, "model": identity, "weights": digest,
+              "train_semi": hashlib.sha256(json.dumps([names, stamps]).encode("utf-8")).hexdigest(),
+              "compat": args.compat, "limit": args.limit, "k": args.k, "temperature": args.temperature}
+    return model, record
+
+
+def _bank(args: argparse.Namespace, subset: Subset, out: Path, device: torch.device, model,
+          key: str, images: List[Path], masks: List[Path]) -> Bank:
+    """Step 1: the embedding bank, cached in OUT while model and data are unchanged. Under torchrun
+    rank 0 builds and caches it; the other ranks then read that cache."""
+    bank: Optional[Bank] = load_cached_bank(out, key) if distributed.is_main() else None
     if bank is not None:
         info(f"embeddings: reusing {len(bank.labels)} cached in {out} (model and train-semi unchanged)",
              args.quiet)
-    else:
-        bank = build_bank(model, images, masks, subset.num_classes, device, args.batch_size,
-                          args.workers, args.quiet, SAMPLING[args.compat])
-        save_bank(out, key, bank, args.quiet)
-    return model, bank, key
+    with distributed.share_failure():  # the others wait here
+        if bank is None and distributed.is_main():
+            bank = build_bank(model, images, masks, subset.num_classes, device, args.batch_size,
+                              args.workers, args.quiet, SAMPLING[args.compat])
+            save_bank(out, key, bank, args.quiet)
+    with distributed.share_failure():
+        bank = bank if bank is not None else load_cached_bank(out, key)
+        if bank is None:
+            raise UserError(f"rank {distributed.rank()} cannot read the embeddings rank 0 saved in {out}: "
+                            "under torchrun on several machines, --output-dir must be on a shared file system")
+    return bank
 
 
-def _pending(args: argparse.Namespace, out: Path, key: str,
+def changed_settings(previous: object, record: Dict[str, object]) -> List[str]:
+    """Each setting in which ``record`` differs from the ``previous`` run's record, named for a message."""
+    if not isinstance(previous, dict):
+        return ["unknown ones (the record is not a JSON object)"]
+
+    def named(field: str) -> str:
+        if field in ("compat", "limit", "k", "temperature"):
+            old, new = previous.get(field), record.get(field)
+            return f"{SETTING_NAMES[field]} {'none' if new is None else new} (was {'none' if old is None else old})"
+        return SETTING_NAMES[field]
+
+    if "model" not in previous:  # an older record: the embeddings' key, k, T, and compat when not ours
+        previous = {"compat": "ours", "limit": None, **previous}
+        changed = [named(f) for f in ("compat", "limit", "k", "temperature") if previous.get(f) != record[f]]
+        if previous.get("embeddings") != record["embeddings"] and previous["compat"] == record["compat"]:
+            changed.append("the embeddings (--model, --weights or the train-semi data: an older record "
+                           "does not tell which)")
+        return changed
+    changed = [named(f) for f in SETTING_NAMES if f != "embeddings" and previous.get(f) != record.get(f)]
+    if not changed and previous.get("embeddings") != record["embeddings"]:
+        changed.append(named("embeddings"))
+    return changed
+
+
+def _pending(args: argparse.Namespace, out: Path, record: Dict[str, object],
              targets: List[Tuple[Path, Path]]) -> List[Tuple[Path, Path]]:
     """The (image, prediction) pairs still to compute; refuses to mix runs of other settings."""
     record_path = out / f"predictions-{args.split}.json"
-    record = {"embeddings": key, "k": args.k, "temperature": args.temperature}
-    if args.compat != "ours":  # records of default runs stay as they were
-        record["compat"] = args.compat
     written = [pair for pair in targets if pair[1].exists()]
+    distributed.barrier()  # every rank has looked before any writes
     if written and not args.overwrite:
         previous = read_json(record_path, "prediction record") if record_path.exists() else None
-        if previous != record:
-            raise UserError(f"{out / args.split} already holds {len(written)} predictions made with "
-                            "another model, train-semi data, -k or -T; pass --overwrite to redo them "
-                            "or choose another --output-dir")
-    write_json_atomic(record_path, record)
+        changed = changed_settings(previous, record) if previous is not None else [
+            "the settings (no record of them)"]
+        if changed:
+            raise UserError(f"{out / args.split} already holds {len(written)} predictions made with other "
+                            f"settings: {'; '.join(changed)}; pass --overwrite to redo them (the embeddings "
+                            "are rebuilt as needed) or choose another --output-dir")
     if args.overwrite:
         return targets
     if written:
@@ -211,21 +281,36 @@ def _model_name(args: argparse.Namespace) -> str:
     return Path(args.model).stem
 
 
-def finish(args: argparse.Namespace, meta: Metadata, subset: Subset, root: Path, out: Path) -> int:
+def finish(args: argparse.Namespace, meta: Metadata, subset: Subset, root: Path, out: Path,
+           targets: Sequence[Tuple[Path, Path]]) -> int:
     """Step 3: evaluate the validation predictions, or build the test submission."""
     predictions = out / args.split
+    # --limit: only the predicted images are scored (mask names as the validation list has them)
+    names = [target.relative_to(predictions).as_posix() for _, target in targets] \
+        if args.limit is not None else None
     if args.split == "validation":
         gt_dir = root / "validation-segmentation"
         match_file = None
         if args.compat == "pass":  # PASS's evaluator re-matches predictions to classes first
-            result = compute_match(predictions, gt_dir, subset, meta, method="image",
-                                   workers=args.workers, device=args.device, quiet=args.quiet)
-            match_file = save_match(out / "match-validation.json", result["assignment"])
-            info(f"--compat pass: predictions re-matched to classes (image-level, objective "
-                 f"{result['objective']}) by {match_file}, as PASS's evaluator does", args.quiet)
+            match_file = out / "match-validation.json"
+            with distributed.share_failure():  # under torchrun the other ranks wait, then read its file
+                if distributed.is_main():
+                    result = compute_match(predictions, gt_dir, subset, meta, method="image", workers=args.workers,
+                                           device=args.device, quiet=args.quiet, names=names)
+                    match_file = save_match(match_file, result["assignment"])
+                    info(f"--compat pass: predictions re-matched to classes (image-level, objective "
+                         f"{result['objective']}) by {match_file}, as PASS's evaluator does", args.quiet)
         result = evaluate_predictions(predictions, gt_dir, subset, meta, match_file=match_file,
-                                      workers=args.workers, device=args.device, quiet=args.quiet)
-        return publish(result, meta, subset, None, args.quiet)
+                                      workers=args.workers, device=args.device, quiet=args.quiet, names=names)
+        heading = (f"--limit {args.limit}: {len(targets)} validation images, NOT the benchmark's scores"
+                   if names is not None else "")
+        return publish(result, meta, subset, None, args.quiet, heading=heading) if distributed.is_main() else 0
+    if not distributed.is_main():
+        return 0  # rank 0 zips every rank's predictions
+    if args.limit is not None:
+        warn(f"--limit {args.limit}: no {out / 'submission.zip'} (a submission needs every test image); "
+             f"the {len(targets)} predictions are in {predictions}")
+        return 0
     vote = f"k={args.k} nearest train-semi embeddings, T={args.temperature}"
     method = {
         "method_name": args.method_name or f"distance matching with {_model_name(args)}",
@@ -241,21 +326,35 @@ def finish(args: argparse.Namespace, meta: Metadata, subset: Subset, root: Path,
 
 
 def run(args: argparse.Namespace) -> int:
+    distributed.start_command(args)  # under torchrun: one rank of several, each labelling its share
     _check_options(args)
+    require_weights_only()
     subset = get_subset(args.mode)
     meta = load_metadata(meta_dir=args.meta_dir, quiet=args.quiet)
     root = _dataset_root(args.dataset, subset, args.quiet)
     out = Path(args.output_dir)
-    targets = [(root / args.split / rel, (out / args.split / rel).with_suffix(".png"))
-               for rel in meta.split_images(subset, args.split)]
+    every = [(root / args.split / rel, (out / args.split / rel).with_suffix(".png"))
+             for rel in meta.split_images(subset, args.split)]
+    all_pairs = meta.train_semi_names(subset)
+    targets, pairs = spread(every, args.limit), spread(all_pairs, args.limit)
+    if args.limit is not None:
+        warn(f"--limit {args.limit}: embeddings from {len(pairs)} of {len(all_pairs)} train-semi images and "
+             f"predictions for {len(targets)} of {len(every)} {args.split} images, spread evenly over the "
+             "lists: a quick look, NOT the benchmark's scores")
     _, missing = file_stamps([image for image, _ in targets])
     _raise_if_missing(missing, f"{args.split} images are")
-    device = resolve_device(args.device)
-    model, bank, key = _bank(args, meta, subset, root, out, device)
-    todo = _pending(args, out, key, targets)
-    predict(model, bank, todo, args, device)
+    device = distributed.rank_device(resolve_device(args.device))
+    images, masks = _train_semi(root, pairs)
+    model, record = _settings(args, subset, images, masks, pairs, device)
+    todo = _pending(args, out, record, targets)  # refuses other settings before any embedding work
+    bank = _bank(args, subset, out, device, model, str(record["embeddings"]), images, masks)
+    if distributed.is_main():
+        write_json_atomic(out / f"predictions-{args.split}.json", record)
+    # Whole batches per rank: each image goes through MODEL in the batch one process would give it.
+    with distributed.share_failure():  # then every rank's predictions are written
+        predict(model, bank, distributed.shard(todo, args.batch_size), args, device)
     info(f"predictions: {len(targets)} label maps in {out / args.split}", args.quiet)
-    return finish(args, meta, subset, root, out)
+    return finish(args, meta, subset, root, out, targets)
 
 
 COMMAND = Command(

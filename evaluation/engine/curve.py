@@ -4,7 +4,7 @@ one counting pass for every threshold, then the normal evaluation at the best th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -54,12 +54,12 @@ class _ThresholdedChunk:
         self.num_classes, self.threshold, self.lut = num_classes, threshold, lut
 
     def __call__(self, items: Sequence[Item]) -> SegmentationMetrics:
-        metrics = SegmentationMetrics(self.num_classes)
+        metrics = SegmentationMetrics(self.num_classes, sync_on_compute=False)
         for pair, score_file in items:
             gt, pred = read_pair(pair)
             pred[below(read_scores(score_file, pred.shape), self.threshold)] = 0
             try:
-                metrics.update(gt, pred, pred_lut=self.lut)
+                metrics.update(preds=pred, target=gt, pred_lut=self.lut)
             except InvalidGroundTruth as exc:
                 raise invalid_gt_error(pair, exc.args[0], self.num_classes) from None
         return metrics
@@ -89,7 +89,7 @@ def evaluate_thresholded(items: Sequence[Item], num_classes: int, threshold: flo
     """The full metrics of the predictions with every pixel scored below ``threshold`` set to 0."""
     threshold = float(threshold)
     job = _ThresholdedChunk(num_classes, threshold, match.lut if match is not None else None)
-    total = SegmentationMetrics(num_classes)
+    total = SegmentationMetrics(num_classes, sync_on_compute=False)
     map_reduce(items, job, total.merge, workers=workers, quiet=quiet, desc=f"evaluating at t={threshold!r}")
     return total
 
@@ -103,9 +103,10 @@ def _warn_out_of_range(counts, matched: bool, k: int) -> None:
 
 def threshold_curve(predict_dir: Path, scores_dir: Path, gt_dir: Path, subset: Subset, meta: Metadata,
                     thresholds: np.ndarray, match_file: Optional[Path] = None, rematch: bool = False,
-                    workers: int = 2, quiet: bool = False,
-                    names: Optional[List[str]] = None) -> Dict[str, object]:
-    """mIoU, Acc and FMeasure at every threshold, the best one (by mIoU) and its full evaluation."""
+                    workers: int = 2, quiet: bool = False, names: Optional[List[str]] = None,
+                    on_best: Optional[Callable[[SegmentationMetrics], None]] = None) -> Dict[str, object]:
+    """mIoU, Acc and FMeasure at every threshold, the best one (by mIoU) and its full evaluation
+    (``on_best`` gets its accumulator: the per-class numbers of ``threshold-curve --report``)."""
     k = subset.num_classes
     if match_file is not None and rematch:
         raise UserError("--match and --rematch exclude each other: give a fixed match, or rematch at every threshold")
@@ -127,6 +128,8 @@ def threshold_curve(predict_dir: Path, scores_dir: Path, gt_dir: Path, subset: S
     metrics = evaluate_thresholded(items, k, thresholds[best], match, workers=workers, quiet=quiet)
     full = metrics.compute()
     _same_as_curve(full, rows[best], thresholds[best])
+    if on_best is not None:
+        on_best(metrics)
     curve = [{"threshold": float(t), **row} for t, row in zip(thresholds, rows)]
     if objectives is not None:
         for row, objective in zip(curve, objectives):

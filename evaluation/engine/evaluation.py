@@ -12,10 +12,12 @@ from imagenets.errors import warn
 from imagenets.metadata import Metadata
 from imagenets.subsets import Subset
 
+from . import distributed
+from .clusters import ClusterPixels
 from .confusion import PixelConfusion, best_relabelled_miou, looks_like_clusters
 from .inputs import Pair, invalid_gt_error, prepare_pairs, read_pair
 from .kernel import joint_table
-from .matchfile import Match, load_match
+from .matchfile import UNCOVERED, Match, load_match
 from .metrics import SUMMARY_KEYS, InvalidGroundTruth, SegmentationMetrics
 from .parallel import counting_device, map_reduce
 
@@ -27,6 +29,7 @@ class Keep:
     image_counts: bool = False   # every image's own counts (bootstrap, --save-counts, --per-image)
     per_image: bool = False      # size, GT classes and per-image IoU of every image (--per-image)
     confusion: bool = False      # the pixel confusion matrix (--confusion; always without a match: the hint)
+    clusters: bool = False       # raw cluster x class pixels, under a many-to-one match (--report's purity)
 
 
 @dataclass
@@ -38,14 +41,31 @@ class Tally:
     images: Optional[List[Dict[str, object]]] = None   # per image: width, height, gt_classes, iou
     names: List[str] = field(default_factory=list)
     context: Dict[str, object] = field(default_factory=dict)
+    clusters: Optional[ClusterPixels] = None
 
     def merge(self, other: "Tally") -> "Tally":
         self.metrics.merge(other.metrics)
         if self.confusion is not None:
             self.confusion.merge(other.confusion)
+        if self.clusters is not None:
+            self.clusters.merge(other.clusters)
         if self.images is not None:
             self.images += other.images
         return self
+
+    def over_ranks(self) -> "Tally":
+        """Every rank's tally added up, in rank order (the images' order: shards are contiguous); as it is
+        outside a sharded command. Counts are summed by torch.distributed, per-image parts gathered."""
+        if not distributed.sharding():
+            return self
+        # The rest travels whole and is merged as workers' tallies are (whatever a Tally holds).
+        rest = replace(self, metrics=SegmentationMetrics(self.metrics.num_classes, sync_on_compute=False))
+        parts = distributed.gather_over_ranks(rest)
+        total = parts[0]
+        for part in parts[1:]:
+            total.merge(part)
+        total.metrics = self.metrics.sync()
+        return total
 
 
 class _EvaluateChunk:
@@ -58,8 +78,10 @@ class _EvaluateChunk:
 
     def empty(self) -> Tally:
         k, keep = self.num_classes, self.keep
-        return Tally(SegmentationMetrics(k, keep_images=keep.image_counts),
-                     PixelConfusion(k) if keep.confusion else None, [] if keep.per_image else None)
+        clusters = ClusterPixels(k, int(np.flatnonzero(self.lut != UNCOVERED).max())) if keep.clusters else None
+        return Tally(SegmentationMetrics(k, keep_images=keep.image_counts, sync_on_compute=False),
+                     PixelConfusion(k) if keep.confusion else None, [] if keep.per_image else None,
+                     clusters=clusters)
 
     def __call__(self, pairs: Sequence[Pair]) -> Tally:
         tally = self.empty()
@@ -69,6 +91,8 @@ class _EvaluateChunk:
             tables.append(joint_table(gt, pred, self.num_classes, pred_lut=self.lut))
             if tally.images is not None:
                 tally.images.append(self._image_row(gt, pred))
+            if tally.clusters is not None:
+                tally.clusters.update(gt, pred)
         try:
             cells = tally.metrics.update_tables(tables)  # the chunk at once: per-image calls cost more
         except InvalidGroundTruth as exc:
@@ -103,10 +127,14 @@ def count_predictions(predict_dir: Path, gt_dir: Path, subset: Subset, meta: Met
         names = [mask for _image, mask in meta.validation_names(subset)]
     pairs = prepare_pairs(names, Path(gt_dir), Path(predict_dir), quiet=quiet)
     # Without a match the confusion is kept anyway: it tells whether the ids look like clusters.
-    keep = replace(keep, confusion=keep.confusion or match is None)
+    keep = replace(keep, confusion=keep.confusion or match is None,
+                   clusters=keep.clusters and match is not None and not match.one_to_one)
     job = _EvaluateChunk(k, lut, keep)
     total = job.empty()
-    map_reduce(pairs, job, total.merge, workers=workers, quiet=quiet, desc="evaluating")
+    # Under torchrun each rank counts its share; the ranks' counts are then summed.
+    with distributed.share_failure():
+        map_reduce(distributed.shard(pairs), job, total.merge, workers=workers, quiet=quiet, desc="evaluating")
+    total = total.over_ranks()
     total.names = [pair.name for pair in pairs]
     total.context = {"subset": subset.name, "mode": k, "predict_dir": str(predict_dir), "gt_dir": str(gt_dir),
                      "match": match.path if match is not None else None, "match_digest": ""}

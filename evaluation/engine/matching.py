@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from imagenets.codec import MAX_ID
 from imagenets.errors import UserError, warn
@@ -58,12 +58,14 @@ def warn_unmatched(total: Cooccurrence, objective: int) -> None:
 
 def compute_match(predict_dir: Path, gt_dir: Path, subset: Subset, meta: Metadata, method: str = "image",
                   workers: int = 2, device: str = "auto", quiet: bool = False,
-                  num_clusters: Optional[int] = None) -> Dict[str, object]:
-    """Count co-occurrences over the validation list and solve the assignment (clusters 1..N, N >= K)."""
+                  num_clusters: Optional[int] = None, names: Optional[List[str]] = None) -> Dict[str, object]:
+    """Count co-occurrences over the validation list (or the mask paths ``names``) and solve the assignment
+    (clusters 1..N, N >= K)."""
     counting_device(device, quiet)
     k = subset.num_classes
     n = check_clusters(num_clusters, k)
-    names = [mask for _image, mask in meta.validation_names(subset)]
+    if names is None:
+        names = [mask for _image, mask in meta.validation_names(subset)]
     pairs = prepare_pairs(names, Path(gt_dir), Path(predict_dir), quiet=quiet)
     total = Cooccurrence(k, method, n)
     map_reduce(pairs, _CountChunk(k, method, n), total.merge, workers=workers, quiet=quiet, desc="matching")

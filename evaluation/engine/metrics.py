@@ -1,4 +1,5 @@
-"""The ImageNet-S metrics as a small accumulator: ``update(gt, pred)`` per image, ``compute()`` at the end.
+"""The ImageNet-S metrics as a small accumulator: ``update(preds=, target=)`` per image or batch,
+``compute()`` at the end; ``reset()``, ``state_dict()`` and sums over torch.distributed ranks for training loops.
 
 Semantics follow ``spec/evaluation.md`` exactly; counts are int64, ratios float64.
 """
@@ -6,19 +7,22 @@ Semantics follow ``spec/evaluation.md`` exactly; counts are int64, ratios float6
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from imagenets.idmaps import id_map_pairs
+from imagenets.idmaps import id_map_pairs, is_tensor
 from imagenets.subsets import IGNORE
 
+from . import distributed
 from .kernel import Cells, JointTable, joint_table, table_cells
 
 SCOPES = ("all", "S", "MS", "ML", "L")          # all pixels, then the four object-size buckets
 STATS = ("I", "P", "G", "BI", "BP", "BG")        # intersections, prediction and GT counts; B* = boundary
 SUMMARY_KEYS = ("mIoU", "mBIoU", "S", "MS", "ML", "L", "BS", "BMS", "BML", "BL", "Acc", "FMeasure")
+BOUNDARY_KEYS = ("mBIoU", "BS", "BMS", "BML", "BL")
 _I, _P, _G, _BI, _BP, _BG = range(6)
 
 
@@ -29,6 +33,53 @@ class InvalidGroundTruth(ValueError):
     def __init__(self, value: int, index: int = 0):
         super().__init__(value)
         self.index = index
+
+    def __str__(self) -> str:
+        return f"ground-truth id {self.args[0]} is neither a class id nor {IGNORE} (ignore)"
+
+
+#: F-measures are summed exactly, as integers in units of 2**-1074 (the smallest float64 step): the sum
+#: then does not depend on the order images are added in (workers, torch.distributed ranks).
+_F_UNIT_BITS = 1074
+#: The exact sum as int64 limbs of 32 bits (state_dict, all_reduce): room for 2**78 images.
+_LIMB_BITS, _LIMBS = 32, 36
+#: Devices whose tensors are counted by the numpy kernel (no copy); the others count where they are.
+HOST_DEVICES = ("cpu",)
+#: The state's scalar counters, in the order sync packs them.
+_SCALARS = ("images", "correct", "out_of_range_pixels", "out_of_range_images")
+
+
+def _exact(f: float) -> int:
+    numerator, denominator = f.as_integer_ratio()  # the denominator is a power of two
+    return numerator << (_F_UNIT_BITS - denominator.bit_length() + 1)
+
+
+def _limbs(total: int) -> np.ndarray:
+    mask = (1 << _LIMB_BITS) - 1
+    return np.array([(total >> (_LIMB_BITS * i)) & mask for i in range(_LIMBS)], dtype=np.int64)
+
+
+def _from_limbs(limbs: Any) -> int:
+    return sum(int(v) << (_LIMB_BITS * i) for i, v in enumerate(limbs))
+
+
+def _integer(value: Any, what: str) -> int:
+    """A non-negative integer from a state dict (int, 0-d array or tensor)."""
+    value = value.item() if hasattr(value, "item") else value
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"state_dict {what!r} is {value!r}: a count (an integer >= 0) was expected")
+    return int(value)
+
+
+def _int64_array(value: Any, shape: tuple, what: str) -> np.ndarray:
+    """An int64 array of ``shape`` from a state dict (numpy array or tensor), values >= 0."""
+    array = value.detach().cpu().numpy() if is_tensor(value) else np.asarray(value)
+    if array.shape != shape or array.dtype.kind not in "iu":
+        raise ValueError(f"state_dict {what!r} is {array.dtype} {array.shape}: int64 {shape} was expected "
+                         "(a state of another num_classes?)")
+    if array.size and array.min() < 0:
+        raise ValueError(f"state_dict {what!r} holds negative counts")
+    return array.astype(np.int64)
 
 
 #: Upper ends (percent) of the S, MS and ML buckets; above the last: L.
@@ -100,26 +151,76 @@ class ImageCounts:
 class SegmentationMetrics:
     """Accumulates counts over images; ``compute()`` gives mIoU and its companions.
 
-    ``keep_images``: also keep every image's own increments (:meth:`image_counts`).
+    ``keep_images``: also keep every image's own increments (:meth:`image_counts`). ``boundaries=False``:
+    mIoU, size buckets, Acc and FMeasure only (faster), the boundary keys NaN. ``sync_on_compute``: under
+    torch.distributed, ``compute()`` sums the counts of every rank (each rank must call it).
     """
 
-    def __init__(self, num_classes: int, keep_images: bool = False):
-        self.num_classes = num_classes
-        self.counts = np.zeros((len(SCOPES), len(STATS), num_classes + 1), dtype=np.int64)
+    def __init__(self, num_classes: int, keep_images: bool = False, boundaries: bool = True,
+                 sync_on_compute: bool = True):
+        if not isinstance(num_classes, numbers.Integral) or isinstance(num_classes, bool):
+            raise TypeError(f"num_classes is {num_classes!r}: pass the number of classes K, e.g. 50")
+        if not 1 <= num_classes < IGNORE:
+            raise ValueError(f"num_classes {num_classes}: K is 1..{IGNORE - 1} (50, 300 or 919 for "
+                             f"ImageNet-S; id {IGNORE} is the ignore id)")
+        self.num_classes = num_classes = int(num_classes)
+        self.boundaries = bool(boundaries)
+        self.sync_on_compute = bool(sync_on_compute)
+        self._keep_images = bool(keep_images)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every image added (e.g. at the start of each validation epoch)."""
+        self.counts = np.zeros((len(SCOPES), len(STATS), self.num_classes + 1), dtype=np.int64)
         self.images = 0
         self.correct = 0
-        self.f_sum = 0.0
+        self._f_exact = 0
         self.out_of_range_pixels = 0
         self.out_of_range_images = 0
         # Per image (in update order): flat keys, counts, Acc correctness, F-measure.
-        self._rows: Optional[List[tuple]] = [] if keep_images else None
+        self._rows: Optional[List[tuple]] = [] if self._keep_images else None
+
+    @property
+    def f_sum(self) -> float:
+        """The sum of the images' F-measures (0..1 each), correctly rounded from the exact sum."""
+        return self._f_exact / (1 << _F_UNIT_BITS)
 
     # -- accumulation ------------------------------------------------------------------
-    def update(self, gt: Any, pred: Any, pred_lut: Optional[np.ndarray] = None) -> None:
-        """Add one image (HxW int ids, the prediction's raw; a match goes in as ``pred_lut`` = ``Match.lut``),
-        or a batch (NxHxW each: N images); numpy arrays or torch tensors on any device (e.g. in a training loop)."""
-        for gt_ids, pred_ids in id_map_pairs(gt, pred):
-            self.update_table(joint_table(gt_ids, pred_ids, self.num_classes, pred_lut=pred_lut))
+    def update(self, *args: Any, preds: Any = None, target: Any = None,
+               pred_lut: Optional[np.ndarray] = None) -> None:
+        """Add one image (``preds`` and ``target`` HxW integer ids) or a batch (NxHxW each: N images).
+
+        numpy arrays or torch tensors; CUDA tensors are counted on their GPU (the same numbers). ``preds``
+        holds the raw prediction ids; a match goes in as ``pred_lut`` (``Match.lut``). By name only:
+        torchmetrics' order is ``update(preds, target)``, this toolbox's once was ``update(gt, pred)``.
+        """
+        if args:
+            raise TypeError(f"SegmentationMetrics.update() got {len(args)} positional argument(s): pass the id "
+                            "maps by name, update(preds=..., target=...) (torchmetrics' order is (preds, "
+                            "target), this toolbox's was (gt, pred): a positional call could swap them)")
+        if preds is None or target is None:
+            raise TypeError("SegmentationMetrics.update() needs preds= (the predicted ids) and target= "
+                            "(the ground-truth ids)")
+        tables = self._tables(preds, target, pred_lut)
+        for table in tables:  # the whole batch is checked before any of it counts
+            invalid = table.gt_ids[(table.gt_ids > self.num_classes) & (table.gt_ids != IGNORE)]
+            if invalid.size:
+                raise ValueError(f"target holds id {int(invalid[0])}: ground-truth ids are 0..{self.num_classes}"
+                                 f" and {IGNORE} (ignore); is it the ground truth (and preds the prediction)?")
+        self.update_tables(tables)
+
+    def _tables(self, preds: Any, target: Any, pred_lut: Optional[np.ndarray]) -> List[JointTable]:
+        """The joint table of each image: on the tensors' device, or by the numpy kernel."""
+        names = ("target", "preds")
+        if any(is_tensor(v) and v.device.type not in HOST_DEVICES for v in (preds, target)):
+            if not (is_tensor(preds) and is_tensor(target)):
+                raise TypeError("one of preds and target is a tensor on a device, the other is not: pass both "
+                                "as tensors on one device")
+            from .tensor_kernel import joint_tables
+
+            return joint_tables(target, preds, self.num_classes, self.boundaries, pred_lut, names)
+        return [joint_table(gt, pred, self.num_classes, with_boundaries=self.boundaries, pred_lut=pred_lut)
+                for gt, pred in id_map_pairs(target, preds, names)]
 
     def update_table(self, table: JointTable) -> None:
         """Add one image from its joint table."""
@@ -201,8 +302,7 @@ class SegmentationMetrics:
         p_fg = np.bincount(image, weights=pixels * (pred > 0), minlength=m)
         tp = np.bincount(image, weights=pixels * (is_class & (pred > 0)), minlength=m)
         f = f_measure(tp, t_fg, p_fg)
-        for value in f.tolist():  # one by one: the same float sum as image by image
-            self.f_sum += value
+        self._f_exact += sum(_exact(value) for value in f.tolist())  # exact: any order gives the same sum
         if self._rows is not None:
             self._keep_rows(picked(lambda _stat, _ids: owner), keys, weights, correct, f)
 
@@ -222,7 +322,7 @@ class SegmentationMetrics:
         self.counts += other.counts
         self.images += other.images
         self.correct += other.correct
-        self.f_sum += other.f_sum
+        self._f_exact += other._f_exact
         self.out_of_range_pixels += other.out_of_range_pixels
         self.out_of_range_images += other.out_of_range_images
         if self._rows is not None:
@@ -242,6 +342,54 @@ class SegmentationMetrics:
                            np.array([r[2] for r in self._rows], dtype=bool),
                            np.array([r[3] for r in self._rows], dtype=np.float64))
 
+    # -- state -----------------------------------------------------------------------
+    def state_dict(self) -> Dict[str, Any]:
+        """The counts as int64 tensors (``torch.save`` them in a checkpoint; ``weights_only`` loads them)."""
+        import torch
+
+        if self._rows is not None:
+            raise ValueError("the state holds the accumulators, not keep_images' per-image rows: "
+                             "use SegmentationMetrics(num_classes) for a checkpointed metric")
+        state: Dict[str, Any] = {"num_classes": self.num_classes, "counts": torch.from_numpy(self.counts.copy())}
+        state.update({name: torch.tensor(getattr(self, name), dtype=torch.int64) for name in _SCALARS})
+        state["f_sum"] = torch.from_numpy(_limbs(self._f_exact))  # exact: int64 limbs of 32 bits
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Replace the counts by those of :meth:`state_dict` (tensors or numpy arrays), checked first."""
+        if self._rows is not None:
+            raise ValueError("a keep_images=True metric cannot load a state (it has no per-image rows)")
+        missing = sorted({"num_classes", "counts", "f_sum", *_SCALARS} - set(state))
+        if missing:
+            raise ValueError(f"state_dict lacks {', '.join(missing)}: pass what SegmentationMetrics.state_dict() gave")
+        k = _integer(state["num_classes"], "num_classes")
+        if k != self.num_classes:
+            raise ValueError(f"state_dict is of num_classes {k}, this metric of {self.num_classes}")
+        counts = _int64_array(state["counts"], self.counts.shape, "counts")
+        f_limbs = _int64_array(state["f_sum"], (_LIMBS,), "f_sum")
+        scalars = {name: _integer(state[name], name) for name in _SCALARS}
+        self.counts = counts
+        self._f_exact = _from_limbs(f_limbs)
+        for name, value in scalars.items():
+            setattr(self, name, value)
+
+    def sync(self, group: Any = None) -> "SegmentationMetrics":
+        """A new metric holding the counts of every rank of torch.distributed summed (``keep_images``: the
+        rows gathered in rank order); every rank must call it. Without torch.distributed, a copy."""
+        total = SegmentationMetrics(self.num_classes, keep_images=self._rows is not None,
+                                    boundaries=self.boundaries, sync_on_compute=False)
+        scalars = np.array([getattr(self, name) for name in _SCALARS], dtype=np.int64)
+        packed = distributed.sum_over_ranks(np.concatenate([self.counts.reshape(-1), scalars,
+                                                            _limbs(self._f_exact)]), group)
+        size = self.counts.size
+        total.counts = packed[:size].reshape(self.counts.shape)
+        for name, value in zip(_SCALARS, packed[size:size + len(_SCALARS)]):
+            setattr(total, name, int(value))
+        total._f_exact = _from_limbs(packed[size + len(_SCALARS):])
+        if self._rows is not None:
+            total._rows = [row for rows in distributed.gather_over_ranks(self._rows, group) for row in rows]
+        return total
+
     # -- results -----------------------------------------------------------------------
     def ious(self, scope: int = 0, boundary: bool = False) -> np.ndarray:
         c = self.counts[scope]
@@ -250,9 +398,14 @@ class SegmentationMetrics:
         return iou(c[_I], c[_P], c[_G])
 
     def compute(self) -> Dict[str, object]:
-        """The summary metrics (percent, full precision) and ``IoUs`` (index 0 = other)."""
+        """The summary metrics (percent, full precision) and ``IoUs`` (index 0 = other); under
+        torch.distributed (and ``sync_on_compute``) over every rank's images."""
+        if self.sync_on_compute and distributed.active():
+            return self.sync().compute()
         batch = summarize(self.counts[None], self.images, np.array([self.correct]), np.array([self.f_sum]))
         result: Dict[str, object] = {key: float(values[0]) for key, values in batch.items()}
+        if not self.boundaries:
+            result.update({key: math.nan for key in BOUNDARY_KEYS})
         result["IoUs"] = [float(v) for v in self.ious()]
         return result
 

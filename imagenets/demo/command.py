@@ -31,6 +31,8 @@ SUBSET = get_subset(MODE)
 MARKER = ".imagenets-demo"
 SESSION = "demo"
 PICTURES = 24
+#: Bootstrap resamples of the demo's evaluation: intervals on the report page in a fraction of a second.
+BOOTSTRAP = 200
 METHOD = ("--method-name", "imagenets demo", "--train-data", "synthetic images, no labels",
           "--train-scheme", "none: predictions are synthesised from the ground truth",
           "--networks", "none", "--link", "none",
@@ -180,10 +182,14 @@ def match(demo: Demo) -> None:
 
 def evaluate(demo: Demo) -> None:
     plot = demo.out / "results" / "per_class_iou.png"
+    report = demo.out / "results" / "report.html"
+    # The photos of the report's pictures are found beside the masks (DEST/ImageNetS50/validation).
     demo.run(["evaluate", "--predict-dir", demo.predictions("validation"), "--gt-dir", demo.gt_dir,
-              "--match", demo.match_file, "--output", demo.evaluation_file, "--plot", plot, *demo.common()])
+              "--match", demo.match_file, "--output", demo.evaluation_file, "--plot", plot, "--report", report,
+              "--bootstrap", BOOTSTRAP, *demo.common()])
     demo.record("evaluation: mIoU and the other metrics (JSON)", demo.evaluation_file)
     demo.record("per-class IoU bar chart", plot)
+    demo.record("evaluation report: open it in a browser", report)
 
 
 def apply_match(demo: Demo) -> None:
