@@ -13,6 +13,7 @@ from imagenets.cli import Command, add_meta_argument, add_quiet_argument, add_wo
 from imagenets.codec import open_image, read_mask
 from imagenets.device import cap_workers
 from imagenets.errors import UserError, info
+from imagenets.flags import input_dir
 from imagenets.progress import progress
 from imagenets.subsets import MASK_FOLDERS, MODES, Subset, subset_folder
 
@@ -251,14 +252,14 @@ def verdict(result: Dict[str, object]) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dest", metavar="DEST",
-                        help="the --save-dir given to prepare (holding ImageNetS{K}/)")
+    input_dir(parser, "dest", type=str, metavar="DEST",
+              help="the --save-dir given to prepare (holding ImageNetS{K}/)")
     parser.add_argument("--mode", required=True, choices=MODES + (ALL,), metavar="{50,300,919,all}",
                         help="subset to check; all = 50, 300 and 919")
-    parser.add_argument("--imagenet-dir", default=None, metavar="IMAGENET",
-                        help="ImageNet-1k folder, to count train's expected images file by file; by "
-                             "default taken from train's class links, and for a --copy tree without "
-                             "this option train is compared with the official image count")
+    input_dir(parser, "--imagenet-dir", type=str, default=None, metavar="IMAGENET",
+              help="ImageNet-1k folder, to count train's expected images file by file; by "
+                   "default taken from train's class links, and for a --copy tree without "
+                   "this option train is compared with the official image count")
     parser.add_argument("--json", action="store_true",
                         help="print the results as JSON on stdout instead of tables")
     parser.add_argument("--deep", action="store_true",

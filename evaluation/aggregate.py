@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Dict, List, Sequence
 
@@ -17,6 +16,7 @@ from imagenets.errors import UserError
 from imagenets.evaluation.engine.metrics import SUMMARY_KEYS
 from imagenets.evaluation.engine.report import _fmt, json_ready, text_table
 from imagenets.fileio import read_json
+from imagenets.flags import input_file
 
 HINT = "pass the --output JSON files of `imagenets evaluate` runs"
 
@@ -62,7 +62,7 @@ def aggregate_table(result: Dict[str, object]) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("runs", type=Path, nargs="+", metavar="RUN.json", help="evaluate --output files, one per run")
+    input_file(parser, "runs", nargs="+", metavar="RUN.json", help="evaluate --output files, one per run")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
 
 
@@ -75,7 +75,3 @@ def run(args: argparse.Namespace) -> int:
 COMMAND = Command("aggregate", "mean and standard deviation of several runs' JSON reports (seeds)", add_arguments, run,
                   description="Mean and sample standard deviation of every summary key over several "
                               "`imagenets evaluate --output` reports (e.g. one per training seed).")
-
-
-if __name__ == "__main__":
-    sys.exit(COMMAND.main())

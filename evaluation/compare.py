@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Dict
 
@@ -16,6 +15,7 @@ import numpy as np
 
 from imagenets.cli import Command
 from imagenets.errors import UserError, first_few
+from imagenets.flags import input_file, resamples, seed
 from imagenets.evaluation.engine.countsfile import SavedCounts, load_counts
 from imagenets.evaluation.engine.metrics import SUMMARY_KEYS
 from imagenets.evaluation.engine.report import _fmt, interval, json_ready, text_table
@@ -62,18 +62,12 @@ def comparison_table(result: Dict[str, object]) -> str:
                       text_table(["metric", "A", "B", "B - A", "95% interval", "p"], rows)])
 
 
-def _resamples(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text}: use 1 or more resamples (1000 or more for p-values)")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("a", type=Path, metavar="A.npz", help="counts of the baseline run (evaluate --save-counts)")
-    parser.add_argument("b", type=Path, metavar="B.npz", help="counts of the other run, on the same images")
-    parser.add_argument("--bootstrap", type=_resamples, default=1000, metavar="B", help="resamples of the images")
-    parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed of the resampling")
+    input_file(parser, "a", metavar="A.npz", help="counts of the baseline run (evaluate --save-counts)")
+    input_file(parser, "b", metavar="B.npz", help="counts of the other run, on the same images")
+    parser.add_argument("--bootstrap", type=resamples(1), default=1000, metavar="B",
+                        help="resamples of the images (1000 or more for p-values)")
+    parser.add_argument("--seed", type=seed(), default=0, metavar="S", help="random seed of the resampling")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
 
 
@@ -89,7 +83,3 @@ COMMAND = Command("compare", "paired difference of two runs' saved counts, with 
                               "images: B - A for every summary key, its 95% percentile interval, and a "
                               "two-sided p-value (twice the smaller share of resampled differences on either "
                               "side of 0).")
-
-
-if __name__ == "__main__":
-    sys.exit(COMMAND.main())

@@ -22,7 +22,8 @@ from imagenets.cli import Command, add_meta_argument, add_mode_argument, add_qui
 from imagenets.codec import open_image
 from imagenets.idmaps import resize_nearest
 from imagenets.errors import UserError, info
-from imagenets.fileio import atomic_path, check_outputs, write_json_atomic, write_text_atomic
+from imagenets.fileio import atomic_path, write_json_atomic, write_text_atomic
+from imagenets.flags import input_dir, input_file, integer, output_dir
 from imagenets.metadata import load_metadata
 from imagenets.palette import HATCH_COLOURS, UNKNOWN_COLOUR, colorize, colour_of, default_font, hatch
 from imagenets.subsets import IGNORE, OTHER, get_subset
@@ -265,9 +266,6 @@ def visualize(images: Path, gt_dir: Path, predict_dir: Path, out: Path, mode: st
     if sort not in SORTS:
         raise UserError(f"--sort {sort!r}: use one of {', '.join(SORTS)}")
     out = Path(out)
-    check_outputs({"gallery": out / "index.html", "scores file": out / "scores.json"}, {"--match": match},
-                  {"--images": images, "--gt-dir": gt_dir, "--predict-dir": predict_dir},
-                  {"--output-dir": out / "pictures"})
     subset = get_subset(mode)
     k = subset.num_classes
     meta = load_metadata(meta_dir, quiet=quiet)
@@ -310,18 +308,18 @@ def visualize(images: Path, gt_dir: Path, predict_dir: Path, out: Path, mode: st
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--images", required=True, type=Path, metavar="DIR",
-                        help="the images: the prepared validation folder DEST/ImageNetS{K}/validation")
-    parser.add_argument("--gt-dir", required=True, type=Path, metavar="DIR",
-                        help="ground truth: the subset's validation-segmentation folder")
-    parser.add_argument("--predict-dir", required=True, type=Path, metavar="DIR",
-                        help="predictions: one <wnid>/<name>.png per validation image, id = R + 256*G")
-    parser.add_argument("--match", type=Path, default=None, metavar="FILE",
-                        help="match file from match.py: prediction ids are mapped through it first")
+    input_dir(parser, "--images", required=True, metavar="DIR",
+              help="the images: the prepared validation folder DEST/ImageNetS{K}/validation")
+    input_dir(parser, "--gt-dir", required=True, metavar="DIR",
+              help="ground truth: the subset's validation-segmentation folder")
+    input_dir(parser, "--predict-dir", required=True, metavar="DIR",
+              help="predictions: one <wnid>/<name>.png per validation image, id = R + 256*G")
+    input_file(parser, "--match", default=None, metavar="FILE",
+               help="match file from match.py: prediction ids are mapped through it first")
     add_mode_argument(parser)
-    parser.add_argument("--output-dir", "-o", required=True, type=Path, metavar="OUT",
-                        help="where pictures/, index.html and scores.json go")
-    parser.add_argument("--limit", type=int, default=100, metavar="N",
+    output_dir(parser, "--output-dir", "-o", required=True, metavar="OUT",
+               help="where pictures/, index.html and scores.json go")
+    parser.add_argument("--limit", type=integer(0, 10 ** 9), default=100, metavar="N",
                         help="draw the first N images in --sort order (0 = all)")
     parser.add_argument("--sort", choices=SORTS, default="worst",
                         help="worst / best per-image IoU first, or by file name")

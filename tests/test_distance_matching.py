@@ -20,6 +20,7 @@ from PIL import Image
 
 import torch.nn.functional as F
 
+from helpers import exit_status
 from imagenets.evaluation.distance_matching import command as dm
 from imagenets.evaluation.distance_matching import vote as dm_vote
 from imagenets.evaluation.distance_matching.bank import cache_path, resized_size, upsample
@@ -395,7 +396,8 @@ def test_parent_folder_is_accepted_as_dataset(tree, tmp_path):
 
 @pytest.mark.parametrize("flag, value", [("-k", "0"), ("-T", "0"), ("--batch-size", "0")])
 def test_nonsense_options_exit_2(tree, tmp_path, capsys, flag, value):
-    assert _main(tree.argv(tmp_path / "out", "validation", f"{MODULE}:make_model", flag, value)) == 2
+    argv = tree.argv(tmp_path / "out", "validation", f"{MODULE}:make_model", flag, value)
+    assert exit_status(_main, argv) == 2
     assert flag in _error_line(capsys)
 
 

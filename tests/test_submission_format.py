@@ -18,7 +18,7 @@ import pytest
 
 from imagenets.cli import main as imagenets_main
 from imagenets.codec import read_mask, write_mask
-from imagenets.zipsafe import Terminated, exit_on_sigterm
+from imagenets.fileio import STALE_AFTER_S, Terminated, exit_on_sigterm
 from imagenets.evaluation.engine.evaluation import evaluate_predictions
 from imagenets.evaluation.protocols import apply_match, score, submission
 
@@ -156,7 +156,7 @@ def test_a_stale_temporary_zip_is_removed_on_the_next_run(case):
     other = case["root"] / ".notes.txt.abcd_123.tmp"
     for path in (stale, fresh, other):
         path.write_bytes(b"PK half")
-    old = time.time() - 2 * submission.STALE_AFTER_S
+    old = time.time() - 2 * STALE_AFTER_S
     for path in (stale, other):
         os.utime(path, (old, old))
     assert submit(case, case["pred"], "--match", str(case["match"])) == 0

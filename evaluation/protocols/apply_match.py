@@ -19,7 +19,8 @@ import numpy as np
 from imagenets.cli import Command, add_quiet_argument, add_workers_argument
 from imagenets.codec import MAX_ID, read_mask, write_mask
 from imagenets.errors import UserError, first_few, info, warn
-from imagenets.fileio import check_outputs, read_json, write_json_atomic
+from imagenets.fileio import read_json, write_json_atomic
+from imagenets.flags import input_dir, input_file, output_dir
 from imagenets.subsets import MODES, SUBSETS, get_subset
 from imagenets.walk import walk_files
 
@@ -127,7 +128,6 @@ def apply_match(predict_dir: Path, match_file: Path, output_dir: Path, mode: Opt
     predict_dir, output_dir = Path(predict_dir), Path(output_dir)
     if not predict_dir.is_dir():
         raise UserError(f"--predict-dir {predict_dir} is not a directory: check the path")
-    check_outputs(output_dirs={"--output-dir": output_dir}, input_dirs={"--predict-dir": predict_dir})
     num_classes = get_subset(mode).num_classes if mode else None
     match = load_match(match_file, num_classes or max(SUBSETS))
     num_classes = num_classes or infer_classes(match)
@@ -154,13 +154,12 @@ def apply_match(predict_dir: Path, match_file: Path, output_dir: Path, mode: Opt
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--predict-dir", required=True, type=Path, metavar="DIR",
-                        help="raw predictions: every *.png under it (recursively) holds cluster ids, "
-                             "id = R + 256*G")
-    parser.add_argument("--match", required=True, type=Path, metavar="FILE.json",
-                        help="match file from match.py (cluster id -> class id), computed on the validation split")
-    parser.add_argument("--output-dir", required=True, type=Path, metavar="DIR",
-                        help="where the matched PNGs go, same relative paths; must not overlap --predict-dir")
+    input_dir(parser, "--predict-dir", required=True, metavar="DIR",
+              help="raw predictions: every *.png under it (recursively) holds cluster ids, id = R + 256*G")
+    input_file(parser, "--match", required=True, metavar="FILE.json",
+               help="match file from match.py (cluster id -> class id), computed on the validation split")
+    output_dir(parser, "--output-dir", required=True, metavar="DIR",
+               help="where the matched PNGs go, same relative paths; must not overlap --predict-dir")
     parser.add_argument("--mode", choices=MODES, default=None, metavar="{50,300,919}",
                         help="ImageNet-S subset; default: the smallest whose K holds every class of the match. "
                              "Uncovered ids above K are kept, uncovered ids 1..K become 65535 (both out of range)")

@@ -21,6 +21,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from ..cli import Command, add_quiet_argument, add_workers_argument, all_commands, run_command
 from ..errors import UserError, info
 from ..fileio import read_json, write_json_atomic
+from ..flags import integer, output_dir, seed
 from ..metadata import load_metadata
 from ..subsets import MASK_FOLDERS, get_subset
 from .synthetic import write_synthetic_dataset, write_synthetic_meta
@@ -341,15 +342,15 @@ def summary(demo: Demo) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--output-dir", "-o", type=Path, default=Path("imagenets-demo"), metavar="DIR",
-                        help="folder for everything the demo makes (new, empty, or an earlier demo's)")
+    output_dir(parser, "--output-dir", "-o", default=Path("imagenets-demo"), metavar="DIR", managed=True,
+               help="folder for everything the demo makes (new, empty, or an earlier demo's)")
     add_workers_argument(parser)
-    parser.add_argument("--images", type=int, default=None, metavar="N",
+    parser.add_argument("--images", type=integer(1, 100_000), default=None, metavar="N",
                         help="images per split (validation, test, train-semi) for a quicker run; "
                              "default: the official ImageNet-S50 counts (752, 1682, 500)")
-    parser.add_argument("--max-side", type=int, default=160, metavar="PX",
+    parser.add_argument("--max-side", type=integer(24, 4096), default=160, metavar="PX",
                         help="largest side of the synthetic images (sides are drawn in 24..PX)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data (same seed, same files)")
+    parser.add_argument("--seed", type=seed(), default=0, help="seed of the synthetic data (same seed, same files)")
     add_quiet_argument(parser)
 
 
