@@ -29,9 +29,9 @@ with dependencies_of("evaluator.py" if __name__ == "__main__" else None):
     from imagenets.evaluation.engine.exports import (MATRIX_SUFFIXES, suffix_option, write_matrix,
                                                      write_per_image)
     from imagenets.evaluation.engine.inputs import add_pair_arguments
-    from imagenets.evaluation.engine.report import NOT_BENCHMARK, publish
+    from imagenets.evaluation.engine.report import NOT_BENCHMARK, OFFICIAL_LISTS, publish
     from imagenets.flags import input_file, output_file, resamples, seed
-    from imagenets.metadata import load_metadata
+    from imagenets.metadata import Metadata, load_metadata
     from imagenets.subsets import get_subset
 
 #: The metric keys, for --help (the README's Evaluation section says the same).
@@ -107,13 +107,14 @@ def rare_classes(counts) -> int:
     return int(((images > 0) & (images < FEW_IMAGES)).sum())
 
 
-def write_exports(tally: Tally, args: argparse.Namespace) -> None:
+def write_exports(tally: Tally, args: argparse.Namespace, meta: Metadata) -> None:
     """The files asked for: per-image counts, confusion matrix, per-image CSV."""
     k = tally.metrics.num_classes
     if args.save_counts:
         from imagenets.evaluation.engine.countsfile import save_counts
 
-        save_counts(args.save_counts, tally.metrics.image_counts(), tally.names, tally.context)
+        save_counts(args.save_counts, tally.metrics.image_counts(), tally.names,
+                    {**tally.context, OFFICIAL_LISTS: meta.official})
         info(f"wrote {args.save_counts}", args.quiet)
     if args.confusion:
         write_matrix(args.confusion, tally.confusion.matrix(), "gt", "prediction",
@@ -136,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
                               workers=args.workers, device=args.device, quiet=args.quiet, keep=keep)
     result = summarize_tally(tally)
     add_analysis(result, tally, args)
-    write_exports(tally, args)
+    write_exports(tally, args, meta)
     if args.plot:
         from imagenets.evaluation.plot import plot_result  # Pillow drawing: loaded only when asked for
 

@@ -26,6 +26,7 @@ with dependencies_of("match.py" if __name__ == "__main__" else None):
     from imagenets.evaluation.engine.exports import MATRIX_SUFFIXES, suffix_option, write_matrix
     from imagenets.evaluation.engine.inputs import add_pair_arguments
     from imagenets.evaluation.engine.matchfile import match_to_json, save_match
+    from imagenets.evaluation.engine.report import OFFICIAL_LISTS
     from imagenets.evaluation.engine.matching import check_clusters, compute_match
     from imagenets.fileio import write_json_atomic
     from imagenets.flags import OUTPUT_FILE, Declared, integer, output_file
@@ -100,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         report = {"match_file": str(path), "subset": subset.name, "method": args.method,
                   "images": result["images"], "objective": result["objective"],
-                  "match": match_to_json(result["assignment"])}
+                  "match": match_to_json(result["assignment"]), OFFICIAL_LISTS: meta.official}
         if over:
             report.update(clusters=result["clusters"], cluster_report=result["report"])
         write_json_atomic(args.output, report)

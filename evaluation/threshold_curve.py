@@ -26,7 +26,7 @@ with dependencies_of("threshold_curve.py" if __name__ == "__main__" else None):
     from imagenets.errors import info
     from imagenets.evaluation.engine.curve import threshold_curve
     from imagenets.evaluation.engine.inputs import add_pair_arguments
-    from imagenets.evaluation.engine.report import format_report, json_ready
+    from imagenets.evaluation.engine.report import OFFICIAL_LISTS, format_report, json_ready
     from imagenets.evaluation.engine.score_bins import THRESHOLDS_HINT, parse_thresholds
     from imagenets.fileio import write_json_atomic
     from imagenets.flags import input_dir, input_file, output_file
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
                              match_file=args.match, rematch=args.rematch, workers=args.workers, quiet=args.quiet)
     if args.output:
         best_json = json_ready(result["best"])  # type: ignore[arg-type]
-        write_json_atomic(args.output, {**json_ready(result), "best": best_json})
+        write_json_atomic(args.output, {**json_ready(result), "best": best_json, OFFICIAL_LISTS: meta.official})
         info(f"wrote {args.output}", args.quiet)
     if args.plot:
         from imagenets.evaluation.curve_plot import plot_curve  # Pillow drawing: loaded only when asked for

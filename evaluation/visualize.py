@@ -30,6 +30,7 @@ from imagenets.subsets import IGNORE, OTHER, get_subset
 
 from imagenets.evaluation.engine.inputs import read_pair
 from imagenets.evaluation.engine.matchfile import Match, load_match
+from imagenets.evaluation.engine.report import OFFICIAL_LISTS
 from imagenets.evaluation.engine.inputs import Pair, prepare_pairs
 from imagenets.evaluation.engine.parallel import map_reduce
 
@@ -298,7 +299,7 @@ def visualize(images: Path, gt_dir: Path, predict_dir: Path, out: Path, mode: st
                + (f"; predictions mapped through {match}" if match else ""))
     write_text_atomic(out / "index.html", gallery_html(shown, labels, heading))
     write_json_atomic(out / "scores.json", {
-        "subset": subset.name, "sort": sort, "match": str(match) if match else None,
+        "subset": subset.name, "sort": sort, "match": str(match) if match else None, OFFICIAL_LISTS: meta.official,
         "mean_image_iou": None if math.isnan(mean) else mean,
         "images": [{**s, "iou": None if math.isnan(s["iou"]) else s["iou"],
                     "picture": picture_name(str(s["mask"])) if i < len(shown) else None}

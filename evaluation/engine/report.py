@@ -15,6 +15,8 @@ from .metrics import EXTRA_KEYS, SUMMARY_KEYS, nan_to_none
 
 #: What ``--extra-metrics`` prints and writes (under this key of ``--output``): not the benchmark's numbers.
 NOT_BENCHMARK = "not_benchmark"
+#: Every JSON result says whether the lists it was computed on are the official ones (``Metadata.official``).
+OFFICIAL_LISTS = "official_lists"
 
 
 def _fmt(value: float, signed: bool = False) -> str:
@@ -97,7 +99,7 @@ def publish(result: Dict[str, object], meta: Metadata, subset: Subset, output: O
             quiet: bool, heading: str = "") -> int:
     """Write ``--output`` JSON (if asked) and print the tables (unless quiet); shared by score."""
     if output:
-        write_json_atomic(output, json_ready(result))
+        write_json_atomic(output, json_ready({**result, OFFICIAL_LISTS: meta.official}))
         info(f"wrote {output}", quiet)
     if not quiet:
         if heading:

@@ -25,6 +25,7 @@ from imagenets.progress import progress
 from imagenets.subsets import SUBMISSION_SPLITS, Subset, get_subset
 
 from imagenets.evaluation.engine.matchfile import load_match, match_to_json
+from imagenets.evaluation.engine.report import OFFICIAL_LISTS
 from imagenets.evaluation.protocols.rules import (APPLIED_MARKER, MATCH_FILE, METHOD_FIELDS, METHOD_FILE, PROTOCOLS,
                                                   get_protocol, match_rule, method_text, protocols_help)
 from imagenets.evaluation.protocols.checks import (CheckReport, PixelItem, allowed_ids, allowed_text,
@@ -176,7 +177,8 @@ def build_submission(predict_dir: Path, subset: Subset, protocol_name: str, meth
         write_json_atomic(report, {"predict_dir": str(predict_dir), "subset": subset.name,
                                    "split": split, "protocol": protocol.name,
                                    "method": text.split("\n"), "expected": len(masks),
-                                   "out_of_range_allowed": allowed, **checked.as_json()})
+                                   "out_of_range_allowed": allowed, OFFICIAL_LISTS: meta.official,
+                                   **checked.as_json()})
     fixes = [checked.hint] if checked.hint else []
     if "out-of-range" in checked.problems:
         fixes.append(out_of_range_fix(predict_dir, mapping is not None))
