@@ -21,7 +21,8 @@ from imagenets.errors import UserError, first_few, info
 from imagenets.flags import OUTPUT_DIR, Declared, input_dir, input_file, output_dir, workers
 from imagenets.subsets import MODES, RELEASE_URL, Subset, get_subset
 
-from .annotations import AnnotationJob, check_archive, plan_annotations, run_annotations
+from .annotations import AnnotationJob, check_archive, plan_annotations, run_annotations, use_given_archive
+from .damage import repair_damaged, split_pairs
 from .sources import ImageNetSource
 from .steps import IMAGE_STEPS, STEPS, plan_images
 from .transfer import DestIndex, Plan, execute
@@ -91,6 +92,10 @@ def add_arguments(parser: argparse.ArgumentParser, with_steps: bool = True) -> N
                              f"(env {ENV_SKIP_CHECKSUM}=1); its CRCs are still tested")
     parser.add_argument("--dry-run", action="store_true",
                         help="check sources and the destination, say what would be done, write nothing")
+    parser.add_argument("--deep", action="store_true",
+                        help="also read what is already there as `imagenets verify --deep` does (masks decoded, "
+                             "image headers read, sizes compared) and replace every damaged file; without it a "
+                             "copy whose size differs from its source's and an empty mask are replaced")
     add_meta_argument(parser)
     add_quiet_argument(parser)
 
@@ -126,11 +131,15 @@ def make_plans(args: argparse.Namespace, steps: Sequence[str], meta,
         out = os.path.join(save_dir, subset.name)
         for step in steps:
             if step == "annotations":
-                jobs.append(plan_annotations(subset, meta, save_dir, dest, args.annotations_zip,
-                                             args.release_url, args.skip_checksum))
+                jobs.append(plan_annotations(subset, meta, save_dir, dest, args.release_url, args.skip_checksum))
                 plans.append(jobs[-1].plan)
             else:
                 plans.append(plan_images(step, subset, meta, source, out, args.copy, dest))
+            plans[-1].step = step
+        pairs = split_pairs(subset, meta, out) if args.deep else []
+        repair_damaged(plans[-len(steps):], pairs, args.deep, args.workers, args.quiet)
+    for job in jobs:
+        use_given_archive(job, args.annotations_zip)
     return plans, jobs
 
 
@@ -143,9 +152,10 @@ def declare(args: argparse.Namespace, declared: Declared) -> None:
 
 
 def report_line(plan: Plan, created: int, dry_run: bool) -> str:
+    repairs = f" ({plan.repairs} of them over damaged files)" if plan.repairs else ""
     if dry_run:
-        return f"{plan.label}: {plan.todo} to create, {plan.present} already present"
-    return f"{plan.label}: {created} created, {plan.present} already present"
+        return f"{plan.label}: {plan.todo} to create{repairs}, {plan.present} already present"
+    return f"{plan.label}: {created} created{repairs}, {plan.present} already present"
 
 
 def run(args: argparse.Namespace, steps: Optional[Sequence[str]] = None) -> int:

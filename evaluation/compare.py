@@ -13,7 +13,7 @@ from typing import Dict
 
 import numpy as np
 
-from imagenets.cli import Command
+from imagenets.cli import Command, add_quiet_argument
 from imagenets.errors import UserError, first_few
 from imagenets.flags import input_file, resamples, seed
 from imagenets.evaluation.engine.countsfile import SavedCounts, load_counts
@@ -39,14 +39,14 @@ def paired_runs(a: SavedCounts, b: SavedCounts, a_path: Path, b_path: Path) -> S
     return SavedCounts(b.counts.reordered(order), list(a.names), b.context)
 
 
-def compare_files(a_path: Path, b_path: Path, resamples: int, seed: int) -> Dict[str, object]:
+def compare_files(a_path: Path, b_path: Path, resamples: int, seed: int, quiet: bool = True) -> Dict[str, object]:
     from imagenets.evaluation.engine.bootstrap import paired_bootstrap  # torch: loaded only here
 
     a, b = load_counts(a_path), load_counts(b_path)
     b = paired_runs(a, b, a_path, b_path)
     return {"a": str(a_path), "b": str(b_path), "subset": a.context.get("subset", ""),
             "images": a.counts.images, "resamples": resamples, "seed": seed,
-            "metrics": paired_bootstrap(a.counts, b.counts, resamples, seed)}
+            "metrics": paired_bootstrap(a.counts, b.counts, resamples, seed, quiet=quiet)}
 
 
 def comparison_table(result: Dict[str, object]) -> str:
@@ -69,10 +69,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="resamples of the images (1000 or more for p-values)")
     parser.add_argument("--seed", type=seed(), default=0, metavar="S", help="random seed of the resampling")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    add_quiet_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    result = compare_files(args.a, args.b, args.bootstrap, args.seed)
+    result = compare_files(args.a, args.b, args.bootstrap, args.seed, quiet=args.quiet)
     print(json.dumps(json_ready(result), indent=1) if args.json else comparison_table(result))
     return 0
 

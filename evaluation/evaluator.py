@@ -92,7 +92,7 @@ def add_analysis(result: dict, tally: Tally, args: argparse.Namespace) -> None:
                  "which skews the intervals; they are reliable when every class has several images, as in "
                  "the official splits")
         result["bootstrap"] = {"resamples": args.bootstrap, "seed": args.seed, "level": 95}
-        result["ci95"] = bootstrap_intervals(counts, args.bootstrap, args.seed)
+        result["ci95"] = bootstrap_intervals(counts, args.bootstrap, args.seed, quiet=args.quiet)
     if args.extra_metrics:
         from imagenets.evaluation.engine.metrics import extra_metrics
 

@@ -350,6 +350,16 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def file_stamp(path: PathLike) -> List[int]:
+    """What tells a file's content changed without reading it: size, modification and change times, inode.
+
+    The change time cannot be set back (``cp -p`` and ``rsync -a`` restore the modification time only), and
+    a replaced file has another inode, so a stamp is never fooled the way a modification time alone is.
+    """
+    status = os.stat(path)
+    return [status.st_size, status.st_mtime_ns, status.st_ctime_ns, status.st_ino, status.st_dev]
+
+
 def write_text_atomic(path: PathLike, text: str) -> None:
     """Write a text file atomically (UTF-8)."""
     with atomic_path(path) as tmp:

@@ -48,11 +48,17 @@ def integer(low: Optional[int] = None, high: Optional[int] = None, hint: str = "
     return parse
 
 
+def plain_number(text: str) -> bool:
+    """True for a plain decimal number (``0.25``, ``-3``, ``1e-4``): no ``nan``, ``inf``, ``_`` or
+    exponents beyond four digits. What every number option accepts; ``--thresholds`` builds on it."""
+    return bool(_REAL.fullmatch(text.strip()))
+
+
 def real(low: Optional[float] = None, high: Optional[float] = None, above: bool = False,
          hint: str = "") -> Callable[[str], float]:
     """An argparse ``type``: a finite decimal number in ``low..high`` (``above``: strictly more than ``low``)."""
     def parse(text: str) -> float:
-        value = float(text) if _REAL.fullmatch(text.strip()) else math.nan
+        value = float(text) if plain_number(text) else math.nan
         bad = not math.isfinite(value) or (high is not None and value > high) or (
             low is not None and (value <= low if above else value < low))
         if bad:

@@ -15,6 +15,8 @@ from typing import Dict, Iterator, List, Optional
 import numpy as np
 import torch
 
+from imagenets.progress import progress
+
 from .metrics import SUMMARY_KEYS, ImageCounts, summarize
 
 #: Resamples computed together: bounds memory (block x 30 x (K+1) float64) whatever B is. Fixed, so
@@ -23,14 +25,15 @@ BLOCK = 250
 LEVEL = 95.0
 
 
-def multiplicities(images: int, resamples: int, seed: int) -> Iterator[np.ndarray]:
+def multiplicities(images: int, resamples: int, seed: int, quiet: bool = True) -> Iterator[np.ndarray]:
     """Blocks of rows ``w[b, i]`` = how often resample b draws image i (each row sums to ``images``).
 
     Each block is the transposed view of a contiguous (images x block) array: the layout the
-    sparse product reads.
+    sparse product reads. Unless ``quiet``, a progress bar (with its time estimate) counts the resamples.
     """
     rng = np.random.default_rng(seed)
-    for start in range(0, resamples, BLOCK):
+    for start in progress(range(0, resamples, BLOCK), desc=f"bootstrap ({resamples} resamples)", quiet=quiet,
+                          unit="block"):
         size = min(BLOCK, resamples - start)
         draws = rng.integers(0, images, size=(size, images)) if images else np.zeros((size, 0), np.int64)
         flat = (draws * size + np.arange(size)[:, None]).ravel()
@@ -85,10 +88,11 @@ def percentile_interval(values: np.ndarray, level: float = LEVEL) -> List[float]
     return [float(lo), float(hi)]
 
 
-def bootstrap_intervals(counts: ImageCounts, resamples: int, seed: int = 0) -> Dict[str, List[float]]:
+def bootstrap_intervals(counts: ImageCounts, resamples: int, seed: int = 0,
+                        quiet: bool = True) -> Dict[str, List[float]]:
     """Summary key -> 95% percentile interval over ``resamples`` image resamples."""
     resampler = Resampler(counts)
-    values = _collect([resampler.summaries(w) for w in multiplicities(counts.images, resamples, seed)])
+    values = _collect([resampler.summaries(w) for w in multiplicities(counts.images, resamples, seed, quiet)])
     return {key: percentile_interval(values[key]) for key in SUMMARY_KEYS}
 
 
@@ -103,13 +107,13 @@ def two_sided_p(differences: np.ndarray) -> Optional[float]:
 
 
 def paired_bootstrap(a: ImageCounts, b: ImageCounts, resamples: int,
-                     seed: int = 0) -> Dict[str, Dict[str, object]]:
+                     seed: int = 0, quiet: bool = True) -> Dict[str, Dict[str, object]]:
     """Per summary key: A, B, the difference B - A, its 95% interval and p-value; the same
     resampled images for both runs (``a`` and ``b`` rows must be the same images, in order)."""
     first, second = Resampler(a), Resampler(b)
     point_a, point_b = first.point(), second.point()
     diffs = []
-    for w in multiplicities(a.images, resamples, seed):
+    for w in multiplicities(a.images, resamples, seed, quiet):
         sa, sb = first.summaries(w), second.summaries(w)
         diffs.append({key: sb[key] - sa[key] for key in SUMMARY_KEYS})
     values = _collect(diffs) if diffs else {key: np.zeros(0) for key in SUMMARY_KEYS}

@@ -10,14 +10,16 @@ Takes zips made by the official tools as well as by ``imagenets submission``.
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
+import os
 import tempfile
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, Iterator, Optional, Sequence
 
 from imagenets.cli import (Command, add_device_argument, add_meta_argument, add_mode_argument,
                            add_quiet_argument, add_workers_argument)
 from imagenets.errors import UserError, warn
+from imagenets.fileio import parse_json
 from imagenets.flags import input_dir, input_file, integer, output_file
 from imagenets.metadata import Metadata, load_metadata
 from imagenets.subsets import SUBMISSION_SPLITS, Subset, get_subset
@@ -76,13 +78,21 @@ def read_zip_match(root: Path, report: CheckReport, num_classes: int, source: st
     if not path.is_file():
         return None
     try:
-        data = json.loads(read_capped(path, MATCH_MAX_BYTES, MATCH_FILE).decode("utf-8"))
+        data = parse_json(read_capped(path, MATCH_MAX_BYTES, MATCH_FILE), MATCH_FILE, expect=dict)
         return parse_match(data, num_classes, source=f"{MATCH_FILE} in {source}", path=str(path))
-    except (ValueError, UnicodeDecodeError) as exc:
-        report.add("match", f"{MATCH_FILE} (not valid JSON: {exc})")
     except UserError as exc:
         report.add("match", f"{MATCH_FILE} ({exc})")
     return None
+
+
+@contextlib.contextmanager
+def entries_named(root: Path, zip_path: Path) -> Iterator[None]:
+    """A UserError about an extracted file names its zip entry (``sub.zip:n01443537/x.png``), not the
+    temporary folder, which is gone by the time the message is read."""
+    try:
+        yield
+    except UserError as exc:
+        raise UserError(str(exc).replace(f"{root}{os.sep}", f"{zip_path}:")) from None
 
 
 def score_submission(zip_path: Path, gt_dir: Path, subset: Subset, meta: Metadata, split: str = "validation",
@@ -104,7 +114,7 @@ def score_submission(zip_path: Path, gt_dir: Path, subset: Subset, meta: Metadat
         listing = check_entries(entries, masks, meta, subset, split)
         listing.refuse(refusal, "; ".join(([listing.hint] if listing.hint else [])
                                           + [f"nothing was extracted; {REBUILD}"]))
-        with tempfile.TemporaryDirectory(prefix="imagenets-score-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="imagenets-score-") as tmp, entries_named(Path(tmp), zip_path):
             root = Path(tmp)
             extract_entries(archive, entries, root, zip_path, max_size, fix=REBUILD, quiet=quiet)
             report = CheckReport()
