@@ -53,7 +53,7 @@ TEMP_SUFFIX = ".tmp"
 _TEMPORARY = re.compile(r"\..+\.[A-Za-z0-9_]{8}" + re.escape(TEMP_SUFFIX))
 #: A temporary whose writer still holds its lock is never removed; one nobody holds is a killed run's once
 #: it is this old (the moment between mkstemp and the lock is spared).
-TEMP_GRACE_S = 5.0
+TEMP_GRACE_S = 1.0
 #: Where file locks do not exist (or the file system refuses them): a temporary untouched this long is stale.
 STALE_AFTER_S = 300.0
 
