@@ -31,6 +31,7 @@ with dependencies_of("match.py" if __name__ == "__main__" else None):
     from imagenets.fileio import write_json_atomic
     from imagenets.flags import OUTPUT_FILE, Declared, integer, output_file
     from imagenets.metadata import Metadata, load_metadata
+    from imagenets.names import shown
     from imagenets.subsets import Subset, get_subset
 
 
@@ -81,7 +82,7 @@ def cluster_table(report: List[Dict[str, object]], meta: Metadata, subset: Subse
     for row in report:
         g, share = int(row["class"]), row["purity"]
         text = "n/a" if share is None else f"{100 * share:.1f}%"
-        lines.append(f"{row['cluster']:>7}  {g:>5}  {wnids[g]:<9}  {names[g][:width]:<{width}}  {text:>6}")
+        lines.append(f"{row['cluster']:>7}  {g:>5}  {wnids[g]:<9}  {shown(names[g])[:width]:<{width}}  {text:>6}")
     return "\n".join(lines)
 
 

@@ -23,7 +23,7 @@ from imagenets.codec import open_image
 from imagenets.idmaps import resize_nearest
 from imagenets.errors import UserError, info
 from imagenets.fileio import atomic_path, write_json_atomic, write_text_atomic
-from imagenets.flags import input_dir, input_file, integer, output_dir
+from imagenets.flags import OUTPUT_DIR, OUTPUT_FILE, Declared, input_dir, input_file, integer, output_dir
 from imagenets.metadata import load_metadata
 from imagenets.palette import HATCH_COLOURS, UNKNOWN_COLOUR, colorize, colour_of, default_font, hatch
 from imagenets.subsets import IGNORE, OTHER, get_subset
@@ -338,8 +338,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def declare(args: argparse.Namespace, declared: Declared) -> None:
+    """OUT may hold the inputs (``-o .`` beside P): what is written is OUT/pictures/, index.html, scores.json."""
+    out = args.output_dir
+    declared.drop("--output-dir")
+    declared.add(OUTPUT_DIR, "--output-dir's pictures/", out / "pictures")
+    declared.add(OUTPUT_FILE, "--output-dir's gallery", out / "index.html")
+    declared.add(OUTPUT_FILE, "--output-dir's scores file", out / "scores.json")
+
+
 COMMAND = Command("visualize", "pictures of predictions: image | ground truth | prediction, and a gallery",
-                  add_arguments, run,
+                  add_arguments, run, declare=declare,
                   description="Draw, per validation image, the image, its ground truth and the prediction side "
                               "by side (fixed palette, ignore hatched, legend with class names) and write "
                               "OUT/index.html, a gallery sorted by per-image IoU (worst first by default).")

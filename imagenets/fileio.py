@@ -169,7 +169,8 @@ class Terminated(SystemExit):
     """SIGTERM, turned into an exit so that ``finally`` blocks and context managers clean up."""
 
 
-def _raise_terminated(signum, _frame) -> None:
+def raise_terminated(signum, _frame) -> None:
+    """The SIGTERM handler: an exit with status 143 that runs ``finally`` blocks on its way out."""
     raise Terminated(128 + signum)
 
 
@@ -180,7 +181,7 @@ def exit_on_sigterm() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:
         yield
     finally:
@@ -239,6 +240,9 @@ def check_writable(label: str, path: PathLike) -> None:
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{label} {path} is a directory: give a file name (e.g. {path / 'NAME'})")
+    with contextlib.suppress(OSError):
+        if stat.S_ISBLK(os.stat(path).st_mode):  # a disk or partition: writing a report there destroys it
+            raise UserError(f"{label} {path} is a block device (a disk): give a file name")
     if not _written_directly(path):
         _check_can_create(label, path, Path(os.path.realpath(path)).parent)
 

@@ -41,7 +41,8 @@ def integer(low: Optional[int] = None, high: Optional[int] = None, hint: str = "
         value = int(text) if _INTEGER.fullmatch(text.strip()) else None
         if value is None or (low is not None and value < low) or (high is not None and value > high):
             fix = f": {hint}" if hint else ""
-            raise argparse.ArgumentTypeError(f"{text!r}: use a whole number {_range_text(low, high)}{fix}")
+            where = _range_text(low, high)
+            raise argparse.ArgumentTypeError(f"{text!r}: use a whole number{' ' + where if where else ''}{fix}")
         return value
 
     parse.__name__ = "integer"  # argparse names the type in its own messages
@@ -65,7 +66,7 @@ def real(low: Optional[float] = None, high: Optional[float] = None, above: bool 
             where = (f"above {low}" + (f" and at most {high}" if high is not None else "")) if above \
                 else _range_text(low, high)
             fix = f": {hint}" if hint else ""
-            raise argparse.ArgumentTypeError(f"{text!r}: use a finite number {where}{fix}")
+            raise argparse.ArgumentTypeError(f"{text!r}: use a finite number{' ' + where if where else ''}{fix}")
         return value
 
     parse.__name__ = "number"

@@ -8,6 +8,7 @@ whatever the headers claim), small files above their own cap. Read errors become
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 import stat
@@ -129,6 +130,15 @@ def vet_entries(infos: Sequence[zipfile.ZipInfo], source: Path, max_size: Option
 
 def open_zip(path: Path, fix: str, missing_fix: str = "check the path") -> zipfile.ZipFile:
     """Open a zip; a missing or unreadable file is a UserError ending with ``fix``."""
+    try:
+        kind = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise UserError(f"{path} not found: {missing_fix}") from None
+    except OSError as exc:
+        raise UserError(f"{path} is not a readable zip ({exc.strerror or exc}): {fix}") from None
+    if not stat.S_ISREG(kind):  # zipfile reads a device (/dev/zero) or a pipe to its end looking for the index
+        what = "a folder" if stat.S_ISDIR(kind) else "not a regular file (a device or pipe)"
+        raise UserError(f"{path} is {what}, not a zip: {fix}")
     try:
         return zipfile.ZipFile(path)
     except FileNotFoundError:

@@ -10,6 +10,7 @@ import re
 import resource
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -245,3 +246,65 @@ def test_a_refusal_after_a_progress_bar_starts_its_own_line(case, capsys):
     header = [line for line in lines if "is not a valid" in line]
     assert header and header[0].startswith(str(case["pred"])), header
     assert lines[-2].startswith("error: ")
+
+
+def test_an_output_that_is_a_block_device_is_refused(eval_case, capsys):
+    if os.geteuid() != 0:
+        pytest.skip("creating a device node needs root")
+    disk = eval_case["tmp"] / "disk"
+    os.mknod(disk, stat.S_IFBLK | 0o600, os.makedev(7, 200))  # a loop device node: never opened here
+    status = cli.main(["evaluate", *base_args(eval_case), "--output", str(disk)])
+    assert_one_error(status, capsys.readouterr().err, "--output", "block device")
+
+
+def test_visualize_may_write_beside_the_inputs_it_reads(case):
+    before = {path: path.read_bytes() for path in case["pred"].rglob("*.png")}
+    assert cli.main(["visualize", "--images", str(case["images"] / "validation"), "--gt-dir", str(case["gt"]),
+                     "--predict-dir", str(case["pred"]), "--match", str(case["match"]), "--mode", "50",
+                     "--meta-dir", str(case["meta_dir"]), "--output-dir", str(case["root"]), "--limit", "2",
+                     "--workers", "0", "--quiet"]) == 0
+    assert (case["root"] / "index.html").is_file() and (case["root"] / "pictures").is_dir()
+    assert {path: path.read_bytes() for path in case["pred"].rglob("*.png")} == before
+
+
+def test_names_from_a_zips_method_txt_are_escaped_in_the_heading(case, capsys):
+    masks = [mask for _image, mask in case["names"]]
+    folder = case["root"] / "zipped"
+    for mask in masks:
+        (folder / mask).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(case["pred"] / mask, folder / mask)
+    (folder / "method.txt").write_text("Method name: \x1b[2J\u202eM\nTraining data: d\nTraining scheme: s\n"
+                                       "Networks: n\nPaper/Project link: null\nMethod description: x")
+    shutil.copy(case["match"], folder / "match.json")
+    zip_path = Path(shutil.make_archive(str(case["root"] / "sub"), "zip", root_dir=folder))
+    assert cli.main(["score", str(zip_path), "--gt-dir", str(case["gt"]), "--mode", "50", "--split", "validation",
+                     "--meta-dir", str(case["meta_dir"]), "--workers", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\u202e" not in out and "method \\x1b[2J\\u202eM" in out
+
+
+def test_a_worker_killed_from_outside_is_one_line():
+    from imagenets.errors import UserError
+    from imagenets.evaluation.engine.parallel import map_reduce
+
+    def work(_chunk):
+        os.kill(os.getpid(), signal.SIGKILL)  # what the OOM killer does
+
+    with pytest.raises(UserError, match="a worker process stopped"):
+        map_reduce(list(range(4)), work, lambda _result: None, workers=1, quiet=True)
+
+
+@pytest.mark.parametrize("what", ["/dev/zero", "fifo"])
+def test_a_zip_that_is_no_regular_file_is_refused_without_reading_it(case, what):
+    if what == "fifo":
+        what = str(case["root"] / "sub.zip")
+        os.mkfifo(what)
+
+    def small_memory():
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # zipfile read /dev/zero to its end
+
+    done = subprocess.run([sys.executable, "-m", "imagenets", "score", what, "--gt-dir", str(case["gt"]), "--mode",
+                           "50", "--split", "validation", "--meta-dir", str(case["meta_dir"]), "--quiet"],
+                          capture_output=True, text=True, timeout=60, preexec_fn=small_memory,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert_one_error(done.returncode, done.stderr, what, "not a regular file")

@@ -3,6 +3,7 @@ the main process only adds up the partial results."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import math
 import signal
@@ -11,6 +12,7 @@ from typing import Callable, List, Optional, Sequence, TypeVar
 
 from imagenets.device import cap_workers, resolve_device
 from imagenets.errors import UserError, info
+from imagenets.fileio import raise_terminated
 from imagenets.progress import progress
 
 T = TypeVar("T")
@@ -67,6 +69,8 @@ def _worker_setup(_worker_id: int) -> None:
     # Ctrl-C reaches the whole process group: only the main process handles it (it shuts the pool
     # down), so no worker dies mid-item and no torch "Exception ignored" traceback is printed.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # SIGTERM (a kill of the whole group) ends the item in hand as an error would: its temporaries go.
+    signal.signal(signal.SIGTERM, raise_terminated)
     import torch
 
     torch.set_num_threads(1)
@@ -102,11 +106,18 @@ def map_reduce(items: Sequence[T], work: Callable[[Sequence[T]], R], reduce: Cal
                     raise UserError(value)
                 reduce(value)
                 bar.update(n)
+    except RuntimeError as exc:
+        if "DataLoader worker" not in str(exc):
+            raise
+        # torch's words for a worker killed from outside (the OOM killer, a kill of the process group)
+        raise UserError(f"a worker process stopped ({exc}); rerun (with fewer --workers if memory ran out): "
+                        "what was written is complete") from None
     finally:
         # Stop the workers now (an error or Ctrl-C), not in a garbage-collector callback at exit.
         shutdown = getattr(results, "_shutdown_workers", None)
         if shutdown is not None:
-            shutdown()
+            with contextlib.suppress(RuntimeError):  # a worker already gone (killed with us): nothing to stop
+                shutdown()
 
 
 def counting_device(device: str, quiet: bool = False) -> None:

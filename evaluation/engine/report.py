@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 from imagenets.errors import info
+from imagenets.names import shown
 from imagenets.fileio import write_json_atomic
 from imagenets.metadata import Metadata
 from imagenets.subsets import Subset
@@ -48,7 +49,8 @@ def class_table(ious: Sequence[float], wnids: Sequence[str], names: Sequence[str
     width = min(max(width, len("class")), 40)
     lines = [f"{'id':>4}  {'wnid':<9}  {'class':<{width}}  {'IoU':>6}",
              f"{'-' * 4}  {'-' * 9}  {'-' * width}  {'-' * 6}"]
-    lines += [f"{i:>4}  {w:<9}  {n[:width]:<{width}}  {v:>6}" for i, w, n, v in rows]
+    # names come from --meta-dir's data.py or classnames/: shown escaped, like every name from outside
+    lines += [f"{i:>4}  {shown(w):<9}  {shown(n)[:width]:<{width}}  {v:>6}" for i, w, n, v in rows]
     return "\n".join(lines)
 
 

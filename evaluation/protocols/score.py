@@ -20,6 +20,7 @@ from imagenets.cli import (Command, add_device_argument, add_meta_argument, add_
                            add_quiet_argument, add_workers_argument)
 from imagenets.errors import UserError, warn
 from imagenets.fileio import parse_json
+from imagenets.names import shown
 from imagenets.flags import input_dir, input_file, integer, output_file
 from imagenets.metadata import Metadata, load_metadata
 from imagenets.subsets import SUBMISSION_SPLITS, Subset, get_subset
@@ -176,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
                               protocol=args.protocol)
     protocol = f", protocol {args.protocol}" if args.protocol else ""
     return publish(result, meta, subset, args.output, args.quiet,
-                   heading=f"submission {args.submission}: method {result['method_name']}{protocol}")
+                   heading=f"submission {args.submission}: method {shown(result['method_name'])}{protocol}")
 
 
 COMMAND = Command("score", "score a submission.zip locally, as the benchmark server does",
