@@ -207,13 +207,18 @@ def test_a_hostile_match_file_is_one_line(eval_case, capsys, text):
     assert_one_error(status, capsys.readouterr().err, "match file", str(match))
 
 
-def test_an_endless_match_file_is_refused_without_reading_it_whole(eval_case):
+def _run_small(*argv: str) -> subprocess.CompletedProcess:
+    """``imagenets ARGV`` in a process with 3 GiB of address space: a command that reads an endless file
+    whole (as 680aef0 did) ends in MemoryError there, not in the machine's swap."""
     def small_memory():
-        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # main read /dev/zero until memory ran out
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
 
-    done = subprocess.run([sys.executable, "-m", "imagenets", "evaluate", *base_args(eval_case), "--match",
-                           "/dev/zero"], capture_output=True, text=True, timeout=60, preexec_fn=small_memory,
-                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    return subprocess.run([sys.executable, "-m", "imagenets", *argv], capture_output=True, text=True, timeout=60,
+                          preexec_fn=small_memory, env=dict(os.environ, PYTHONPATH=str(REPO)))
+
+
+def test_an_endless_match_file_is_refused_without_reading_it_whole(eval_case):
+    done = _run_small("evaluate", *base_args(eval_case), "--match", "/dev/zero")
     assert_one_error(done.returncode, done.stderr, "/dev/zero", "larger than")
 
 
@@ -300,11 +305,6 @@ def test_a_zip_that_is_no_regular_file_is_refused_without_reading_it(case, what)
         what = str(case["root"] / "sub.zip")
         os.mkfifo(what)
 
-    def small_memory():
-        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # zipfile read /dev/zero to its end
-
-    done = subprocess.run([sys.executable, "-m", "imagenets", "score", what, "--gt-dir", str(case["gt"]), "--mode",
-                           "50", "--split", "validation", "--meta-dir", str(case["meta_dir"]), "--quiet"],
-                          capture_output=True, text=True, timeout=60, preexec_fn=small_memory,
-                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    done = _run_small("score", what, "--gt-dir", str(case["gt"]), "--mode", "50", "--split", "validation",
+                      "--meta-dir", str(case["meta_dir"]), "--quiet")  # zipfile read /dev/zero to its end
     assert_one_error(done.returncode, done.stderr, what, "not a regular file")
