@@ -224,14 +224,20 @@ def test_an_endless_match_file_is_refused_without_reading_it_whole(eval_case):
 
 # ---- untrusted names in messages, and the lines around them ------------------------------------------
 
-def test_a_zip_entry_name_cannot_forge_a_line_or_reorder_it(case, capsys):
-    masks = [mask for _image, mask in case["names"]]
+def official_shape_zip(case, method: str, match: bool = False) -> Path:
+    """A submission zip made as the official tools make it (``shutil.make_archive`` over the split folder)."""
     folder = case["root"] / "zipped"
-    for mask in masks:
+    for _image, mask in case["names"]:
         (folder / mask).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(case["pred"] / mask, folder / mask)
-    (folder / "method.txt").write_text("Method name: M")
-    zip_path = Path(shutil.make_archive(str(case["root"] / "sub"), "zip", root_dir=folder))
+    (folder / "method.txt").write_text(method)
+    if match:
+        shutil.copy(case["match"], folder / "match.json")
+    return Path(shutil.make_archive(str(case["root"] / "sub"), "zip", root_dir=folder))
+
+
+def test_a_zip_entry_name_cannot_forge_a_line_or_reorder_it(case, capsys):
+    zip_path = official_shape_zip(case, "Method name: M")
     with zipfile.ZipFile(zip_path, "a") as archive:
         archive.writestr("n01443537/x\nerror: forged \u202egnp.png", b"x")
     status = cli.main(["score", str(zip_path), "--gt-dir", str(case["gt"]), "--mode", "50", "--split", "validation",
@@ -273,15 +279,8 @@ def test_visualize_may_write_beside_the_inputs_it_reads(case):
 
 
 def test_names_from_a_zips_method_txt_are_escaped_in_the_heading(case, capsys):
-    masks = [mask for _image, mask in case["names"]]
-    folder = case["root"] / "zipped"
-    for mask in masks:
-        (folder / mask).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(case["pred"] / mask, folder / mask)
-    (folder / "method.txt").write_text("Method name: \x1b[2J\u202eM\nTraining data: d\nTraining scheme: s\n"
-                                       "Networks: n\nPaper/Project link: null\nMethod description: x")
-    shutil.copy(case["match"], folder / "match.json")
-    zip_path = Path(shutil.make_archive(str(case["root"] / "sub"), "zip", root_dir=folder))
+    zip_path = official_shape_zip(case, "Method name: \x1b[2J\u202eM\nTraining data: d\nTraining scheme: s\n"
+                                        "Networks: n\nPaper/Project link: null\nMethod description: x", match=True)
     assert cli.main(["score", str(zip_path), "--gt-dir", str(case["gt"]), "--mode", "50", "--split", "validation",
                      "--meta-dir", str(case["meta_dir"]), "--workers", "0"]) == 0
     out = capsys.readouterr().out
