@@ -292,7 +292,7 @@ def check_outputs(outputs: Optional[Paths] = None, inputs: Optional[Paths] = Non
             raise UserError(f"{label} {path} would overwrite {first} {where}: give each output its own file")
         seen[real] = (label, path)
         for other, source in read:
-            if real == os.path.realpath(source) or _same_file(path, source):
+            if real == os.path.realpath(source) or same_file(path, source):
                 raise UserError(f"{label} {path} is {other}, an input of this run: writing it would destroy "
                                 "it; choose another output file")
         for other, folder in read_dirs:
@@ -347,7 +347,8 @@ def _walk_output_dir(label: str, folder: Path, read: List[Tuple[str, Path]],
     return temporaries
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: PathLike, b: PathLike) -> bool:
+    """True when ``a`` and ``b`` are the same file (also through links and hard links); False if either is absent."""
     try:
         return os.path.samefile(a, b)
     except OSError:
