@@ -11,7 +11,6 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, List, Optional, Sequence, Set, Tuple
 
-from imagenets.codec import open_image, read_mask
 from imagenets.errors import UserError
 from imagenets.progress import progress
 from imagenets.subsets import MASK_FOLDERS, Subset
@@ -24,6 +23,8 @@ Problem = Tuple[str, str, str]
 
 def inspect_pair(image: str, mask: Optional[str]) -> List[Problem]:
     """Problems of one present image (and its mask)."""
+    from imagenets.codec import open_image, read_mask  # numpy and Pillow: a plain prepare run needs neither
+
     problems: List[Problem] = []
     size = None
     if os.path.isfile(image):

@@ -166,7 +166,6 @@ def run(args: argparse.Namespace, steps: Optional[Sequence[str]] = None) -> int:
     args.workers = cap_workers(args.workers, args.quiet, per_cpu=COPIES_PER_CPU)
     if "annotations" in steps:
         check_url("--release-url", args.release_url)
-    save_dir = os.path.abspath(os.path.expanduser(args.save_dir))
     meta = load_metadata(meta_dir=args.meta_dir, quiet=args.quiet)
     dest = DestIndex()
     plans, jobs = make_plans(args, steps, meta, dest)

@@ -20,7 +20,7 @@ from imagenets.cli import main as imagenets_main
 from imagenets.codec import read_mask, write_mask
 from imagenets.fileio import STALE_AFTER_S, Terminated, exit_on_sigterm
 from imagenets.evaluation.engine.evaluation import evaluate_predictions
-from imagenets.evaluation.protocols import apply_match, score, submission
+from imagenets.evaluation.protocols import apply_match, score
 
 from helpers import SUBSET, assert_same_numbers, direct_eval, first_mask, score_zip, submit
 
