@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import assert_one_error, base_args, first_mask, submit
+from helpers import METHOD_ARGS, assert_one_error, base_args, first_mask, submit
 from imagenets import cli
 from imagenets.codec import read_mask, write_mask
 
@@ -307,3 +307,22 @@ def test_a_zip_that_is_no_regular_file_is_refused_without_reading_it(case, what)
     done = _run_small("score", what, "--gt-dir", str(case["gt"]), "--mode", "50", "--split", "validation",
                       "--meta-dir", str(case["meta_dir"]), "--quiet")  # zipfile read /dev/zero to its end
     assert_one_error(done.returncode, done.stderr, what, "not a regular file")
+
+
+@pytest.mark.parametrize("command", ["apply-match", "submission", "convert", "threshold-curve"])
+def test_a_fifo_among_the_inputs_is_one_line_not_a_hang(case, command):
+    mask = case["pred"] / first_mask(case)
+    fifo = mask.with_suffix(".npy") if command == "threshold-curve" else mask
+    if fifo.exists():
+        fifo.unlink()
+    os.mkfifo(fifo)
+    out = case["root"] / "out"
+    argv = {"apply-match": ["--predict-dir", case["pred"], "--match", case["match"], "--output-dir", out],
+            "submission": ["--predict-dir", case["pred"], "--mode", "50", "--split", "validation", "--protocol",
+                           "free", *METHOD_ARGS, "-o", out / "sub.zip", "--meta-dir", case["meta_dir"]],
+            "convert": ["--to", "gray16", "--input-dir", case["pred"], "--output-dir", out],
+            "threshold-curve": ["--predict-dir", case["pred"], "--scores-dir", case["pred"], "--gt-dir", case["gt"],
+                                "--mode", "50", "--match", case["match"], "--meta-dir", case["meta_dir"]]}[command]
+    done = _run_small(command, *map(str, argv), "--workers", "0", "--quiet")
+    assert_one_error(done.returncode, done.stderr, *([] if command == "submission" else [str(fifo)]))
+    assert not (out / "sub.zip").exists()

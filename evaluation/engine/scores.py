@@ -15,6 +15,7 @@ from typing import List, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
+from imagenets.codec import check_regular
 from imagenets.errors import UserError, first_few
 from imagenets.fileio import same_file
 from imagenets.progress import progress
@@ -42,6 +43,7 @@ def score_path(scores_dir: Path, pair: Pair) -> Path:
 
 def npy_header(path: Path) -> Tuple[Tuple[int, ...], np.dtype]:
     """(shape, dtype) from a ``.npy`` header, without reading the data."""
+    check_regular(path)
     try:
         with open(path, "rb") as f:
             version = np.lib.format.read_magic(f)
