@@ -60,7 +60,7 @@ def archive_for(subset: Subset, zips: Sequence[str]) -> str:
                     f"{subset.annotation_archive} archive")
 
 
-def plan_annotations(subset: Subset, meta, save_dir: str, dest: DestIndex, zips: Sequence[str],
+def plan_annotations(subset: Subset, meta, save_dir: str, dest: DestIndex,
                      release_url: str, skip_checksum: bool) -> AnnotationJob:
     """Which masks are missing; nothing is fetched when all are there."""
     out = os.path.join(save_dir, subset.name)
@@ -70,10 +70,15 @@ def plan_annotations(subset: Subset, meta, save_dir: str, dest: DestIndex, zips:
     add_files(plan, dest, pairs, link=False)
     archive = os.path.join(save_dir, subset.annotation_archive)
     url: Optional[str] = f"{release_url.rstrip('/')}/{subset.annotation_archive}"
-    if plan.copies and zips:
-        archive, url = archive_for(subset, zips), None
     md5 = None if skip_checksum else subset.annotation_md5
     return AnnotationJob(subset, plan, os.path.abspath(save_dir), archive, url, md5)
+
+
+def use_given_archive(job: AnnotationJob, zips: Sequence[str]) -> None:
+    """Once the masks to write are known (missing or damaged ones): take them from the ``--annotations-zip``
+    that holds this subset instead of downloading (no archive is opened when none is to be written)."""
+    if job.plan.copies and zips:
+        job.archive, job.url = archive_for(job.subset, zips), None
 
 
 def fetch(job: AnnotationJob, quiet: bool) -> None:
@@ -128,14 +133,15 @@ def _extract_to(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: str) ->
 
 
 def extract(job: AnnotationJob, quiet: bool) -> int:
-    """Extract missing masks (of a checked archive), each through a temporary name; return how many."""
+    """Extract the planned masks (missing or damaged) of a checked archive, each through a temporary name
+    (which replaces a damaged one); return how many."""
     written = 0
     made = set()
+    planned = {entry_name(job, rel) for rel, _ in job.plan.copies}
     with _open_zip(job.archive) as archive:
-        for entry in progress(job.members or [], desc=job.plan.label, quiet=quiet, unit="mask"):
+        members = [entry for entry in job.members or [] if entry.name in planned]
+        for entry in progress(members, desc=job.plan.label, quiet=quiet, unit="mask"):
             path = os.path.join(job.save_dir, *entry.name.split("/"))
-            if os.path.lexists(path):
-                continue
             folder = os.path.dirname(path)
             if folder not in made:
                 os.makedirs(folder, exist_ok=True)

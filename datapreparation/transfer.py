@@ -16,7 +16,7 @@ import sys
 import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from imagenets.errors import UserError
 from imagenets.progress import progress
@@ -82,10 +82,13 @@ class Plan:
     """What one step of one subset will do."""
 
     label: str
+    step: str = ""                                                # train, validation, ..., annotations
     dirs: List[str] = field(default_factory=list)
     links: List[Tuple[str, str]] = field(default_factory=list)    # (target, link path)
     copies: List[Tuple[str, str]] = field(default_factory=list)   # (source, destination)
     present: int = 0
+    kept: List[Tuple[str, str]] = field(default_factory=list)     # (source, destination) of present copies
+    repairs: int = 0                                              # copies planned over a damaged file
     conflicts: List[str] = field(default_factory=list)
     missing: List[str] = field(default_factory=list)              # source paths not found
     missing_what: str = "source files"
@@ -94,6 +97,16 @@ class Plan:
     @property
     def todo(self) -> int:
         return len(self.links) + len(self.copies)
+
+    def repair(self, damaged: Set[str]) -> int:
+        """Plan a copy over every present file whose destination is in ``damaged``; returns how many."""
+        again = [pair for pair in self.kept if pair[1] in damaged]
+        if again:
+            self.kept = [pair for pair in self.kept if pair[1] not in damaged]
+            self.copies += again
+            self.present -= len(again)
+            self.repairs += len(again)
+        return len(again)
 
 
 def _same_target(link: str, target: str) -> bool:
@@ -118,12 +131,14 @@ def add_link(plan: Plan, dest: DestIndex, target: str, path: str) -> None:
 
 
 def add_copy(plan: Plan, dest: DestIndex, source: str, path: str) -> None:
-    """Plan copying ``source`` to ``path``; a final-named regular file there counts as complete."""
+    """Plan copying ``source`` to ``path``; a final-named regular file there counts as complete (kept, for
+    :meth:`Plan.repair` when it turns out damaged)."""
     kind = dest.kind(path)
     if kind is None:
         plan.copies.append((source, path))
     elif kind == "file":
         plan.present += 1
+        plan.kept.append((source, path))
     else:
         plan.conflicts.append(f"{path} is a {_kind_text(kind)} where a copy of {source} should be")
 

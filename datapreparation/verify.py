@@ -5,20 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from imagenets.cli import Command, add_meta_argument, add_quiet_argument, add_workers_argument
-from imagenets.codec import open_image, read_mask
 from imagenets.device import cap_workers
 from imagenets.errors import UserError, info
+from imagenets.names import shown
+from imagenets.flags import input_dir
 from imagenets.progress import progress
 from imagenets.subsets import MASK_FOLDERS, MODES, Subset, subset_folder
 
 from .prepare import ALL, subsets_for
 from .sources import FileIndex, ImageNetSource
 from .steps import train_groups
+from .damage import inspect_pairs
 from .transfer import EXAMPLES
 
 EXIT_PROBLEMS = 1
@@ -141,44 +142,17 @@ def check_train(subset: Subset, meta, out: str, source: Optional[str], quiet: bo
     return check
 
 
-def _inspect(image: str, mask: Optional[str]) -> List[Tuple[str, str]]:
-    """Problems of one present image (and its mask): [("image" or "mask", "path (why)")]."""
-    problems, size = [], None
-    if os.path.isfile(image):
-        try:
-            with open_image(image) as photo:
-                size = photo.size
-        except (OSError, ValueError, SyntaxError, UserError):
-            problems.append(("image", f"{image} (not a readable image)"))
-    if mask is not None and os.path.isfile(mask):
-        try:
-            ids = read_mask(mask)
-        except UserError:
-            problems.append(("mask", f"{mask} (not a decodable RGB PNG mask)"))
-        else:
-            if size is not None and size != (ids.shape[1], ids.shape[0]):
-                problems.append(("mask", f"{mask} ({ids.shape[1]}x{ids.shape[0]}, its image is "
-                                         f"{size[0]}x{size[1]})"))
-    return problems
-
-
 def check_deep(image_check: SplitCheck, image_dir: str, mask_check: Optional[SplitCheck],
                mask_dir: Optional[str], pairs: Sequence[Tuple[str, Optional[str]]], workers: int,
                quiet: bool) -> None:
     """Read every present (image, mask) of a split: damaged files move from present to broken."""
-    def one(pair: Tuple[str, Optional[str]]) -> List[Tuple[str, str]]:
-        image, mask = pair
-        return _inspect(os.path.join(image_dir, image),
-                        os.path.join(mask_dir, mask) if mask is not None and mask_dir else None)
-
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:  # decoders release the GIL
-        found = pool.map(one, pairs)
-        for problems in progress(found, total=len(pairs), desc=f"reading {image_check.split}", quiet=quiet,
-                                 unit="img"):
-            for kind, where in problems:
-                check = image_check if kind == "image" else mask_check
-                check.present -= 1
-                check.flag("broken", where)
+    paths = [(os.path.join(image_dir, image), os.path.join(mask_dir, mask) if mask is not None and mask_dir else None)
+             for image, mask in pairs]
+    for problems in inspect_pairs(paths, workers, quiet, f"reading {image_check.split}"):
+        for kind, path, why in problems:
+            check = image_check if kind == "image" else mask_check
+            check.present -= 1
+            check.flag("broken", f"{path} ({why})")
 
 
 def check_link(split: str, path: str) -> SplitCheck:
@@ -235,7 +209,7 @@ def render(result: Dict[str, object]) -> str:
     notes = []
     for row in result["splits"]:
         lines.append(f"{row['split']:<26}" + "".join(f"{row[c]:>10}" for c in COLUMNS))
-        notes += [f"  {row['split']}: {example}" for example in row["examples"]]
+        notes += [f"  {row['split']}: {shown(example)}" for example in row["examples"]]  # names from disk
         if row["note"]:
             notes.append(f"  {row['split']}: {row['note']}")
     return "\n".join(lines + notes)
@@ -246,19 +220,22 @@ def verdict(result: Dict[str, object]) -> str:
         return f"{result['subset']}: complete"
     totals = {c: sum(row[c] for row in result["splits"]) for c in ("missing", "broken", "extra")}
     counts = ", ".join(f"{v} {k}" for k, v in totals.items() if v)
+    # prepare replaces what this check flags; damaged files found by reading them need its --deep too (a
+    # link whose target is gone needs the ImageNet folder back: prepare says so)
+    deep = " plus --deep" if totals["broken"] and result["check"] == "deep" else ""
     return (f"{result['subset']}: NOT complete ({counts}): rerun `imagenets prepare` with the same "
-            "options to complete it; remove extra entries by hand")
+            f"options{deep} to complete and repair it; remove extra entries by hand")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dest", metavar="DEST",
-                        help="the --save-dir given to prepare (holding ImageNetS{K}/)")
+    input_dir(parser, "dest", type=str, metavar="DEST",
+              help="the --save-dir given to prepare (holding ImageNetS{K}/)")
     parser.add_argument("--mode", required=True, choices=MODES + (ALL,), metavar="{50,300,919,all}",
                         help="subset to check; all = 50, 300 and 919")
-    parser.add_argument("--imagenet-dir", default=None, metavar="IMAGENET",
-                        help="ImageNet-1k folder, to count train's expected images file by file; by "
-                             "default taken from train's class links, and for a --copy tree without "
-                             "this option train is compared with the official image count")
+    input_dir(parser, "--imagenet-dir", type=str, default=None, metavar="IMAGENET",
+              help="ImageNet-1k folder, to count train's expected images file by file; by "
+                   "default taken from train's class links, and for a --copy tree without "
+                   "this option train is compared with the official image count")
     parser.add_argument("--json", action="store_true",
                         help="print the results as JSON on stdout instead of tables")
     parser.add_argument("--deep", action="store_true",

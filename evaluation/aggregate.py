@@ -8,28 +8,30 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Dict, List, Sequence
 
 from imagenets.cli import Command
 from imagenets.errors import UserError
 from imagenets.evaluation.engine.metrics import SUMMARY_KEYS
-from imagenets.evaluation.engine.report import _fmt, json_ready, text_table
+from imagenets.evaluation.engine.report import OFFICIAL_LISTS, _fmt, json_ready, text_table
 from imagenets.fileio import read_json
+from imagenets.flags import input_file
 
 HINT = "pass the --output JSON files of `imagenets evaluate` runs"
 
 
 def read_run(path: Path) -> Dict[str, object]:
     """One run's report; UserError naming the file if it lacks the summary keys."""
-    run = read_json(path, "run report")
-    missing = [k for k in SUMMARY_KEYS if k not in run] if isinstance(run, dict) else list(SUMMARY_KEYS)
+    run = read_json(path, "run report", expect=dict)
+    missing = [k for k in SUMMARY_KEYS if k not in run]
     if missing:
         raise UserError(f"{path} is not an evaluation report (no {', '.join(missing[:3])}): {HINT}")
     for key in SUMMARY_KEYS:
-        if run[key] is not None and (isinstance(run[key], bool) or not isinstance(run[key], (int, float))):
-            raise UserError(f"{path}: {key} is {run[key]!r}, not a number: {HINT}")
+        value = run[key]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not 0 <= value <= 100):
+            raise UserError(f"{path}: {key} is {str(value)[:40]}, not a percentage (0 to 100): {HINT}")
     return run
 
 
@@ -50,7 +52,8 @@ def aggregate(paths: Sequence[Path]) -> Dict[str, object]:
             detail = ", ".join(f"{p}: {v}" for p, v in seen.items())
             raise UserError(f"the runs differ in {field} ({detail}): aggregate runs of one split")
     return {"runs": [str(p) for p in paths], "subset": runs[0].get("subset"), "images": runs[0].get("images"),
-            "metrics": {k: mean_std([r[k] for r in runs]) for k in SUMMARY_KEYS}}
+            "metrics": {k: mean_std([r[k] for r in runs]) for k in SUMMARY_KEYS},
+            OFFICIAL_LISTS: all(r.get(OFFICIAL_LISTS) is True for r in runs)}
 
 
 def aggregate_table(result: Dict[str, object]) -> str:
@@ -62,7 +65,7 @@ def aggregate_table(result: Dict[str, object]) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("runs", type=Path, nargs="+", metavar="RUN.json", help="evaluate --output files, one per run")
+    input_file(parser, "runs", nargs="+", metavar="RUN.json", help="evaluate --output files, one per run")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
 
 
@@ -75,7 +78,3 @@ def run(args: argparse.Namespace) -> int:
 COMMAND = Command("aggregate", "mean and standard deviation of several runs' JSON reports (seeds)", add_arguments, run,
                   description="Mean and sample standard deviation of every summary key over several "
                               "`imagenets evaluate --output` reports (e.g. one per training seed).")
-
-
-if __name__ == "__main__":
-    sys.exit(COMMAND.main())

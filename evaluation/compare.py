@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Dict
 
 import numpy as np
 
-from imagenets.cli import Command
+from imagenets.cli import Command, add_quiet_argument
 from imagenets.errors import UserError, first_few
+from imagenets.flags import input_file, resamples, seed
 from imagenets.evaluation.engine.countsfile import SavedCounts, load_counts
 from imagenets.evaluation.engine.metrics import SUMMARY_KEYS
 from imagenets.evaluation.engine.report import _fmt, interval, json_ready, text_table
@@ -50,7 +50,7 @@ def _same_images(a: SavedCounts, b: SavedCounts, a_path: Path, b_path: Path) -> 
     return SavedCounts(b.counts.reordered(order), list(a.names), b.context)
 
 
-def compare_files(a_path: Path, b_path: Path, resamples: int, seed: int) -> Dict[str, object]:
+def compare_files(a_path: Path, b_path: Path, resamples: int, seed: int, quiet: bool = True) -> Dict[str, object]:
     from imagenets.evaluation.engine.bootstrap import METHOD, paired_bootstrap  # torch: loaded only here
 
     a, b = load_counts(a_path), load_counts(b_path)
@@ -58,7 +58,7 @@ def compare_files(a_path: Path, b_path: Path, resamples: int, seed: int) -> Dict
     return {"a": str(a_path), "b": str(b_path), "subset": a.context["subset"],
             "gt_fingerprint": a.context["gt_fingerprint"], "images": a.counts.images, "resamples": resamples,
             "seed": seed, "ci95_method": METHOD,
-            "metrics": paired_bootstrap(a.counts, b.counts, resamples, seed)}
+            "metrics": paired_bootstrap(a.counts, b.counts, resamples, seed, quiet=quiet)}
 
 
 def comparison_table(result: Dict[str, object]) -> str:
@@ -75,23 +75,18 @@ def comparison_table(result: Dict[str, object]) -> str:
                                   f"p ({result['ci95_method']})"], rows)])
 
 
-def _resamples(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text}: use 1 or more resamples (1000 or more for p-values)")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("a", type=Path, metavar="A.npz", help="counts of the baseline run (evaluate --save-counts)")
-    parser.add_argument("b", type=Path, metavar="B.npz", help="counts of the other run, on the same images")
-    parser.add_argument("--bootstrap", type=_resamples, default=1000, metavar="B", help="resamples of the images")
-    parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed of the resampling")
+    input_file(parser, "a", metavar="A.npz", help="counts of the baseline run (evaluate --save-counts)")
+    input_file(parser, "b", metavar="B.npz", help="counts of the other run, on the same images")
+    parser.add_argument("--bootstrap", type=resamples(1), default=1000, metavar="B",
+                        help="resamples of the images (1000 or more for p-values)")
+    parser.add_argument("--seed", type=seed(), default=0, metavar="S", help="random seed of the resampling")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    add_quiet_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    result = compare_files(args.a, args.b, args.bootstrap, args.seed)
+    result = compare_files(args.a, args.b, args.bootstrap, args.seed, quiet=args.quiet)
     print(json.dumps(json_ready(result), indent=1) if args.json else comparison_table(result))
     return 0
 
@@ -103,6 +98,3 @@ COMMAND = Command("compare", "paired difference of two runs' saved counts, with 
                               "from the symmetric studentized bootstrap (p: the share of resamples whose |t| reaches "
                               "the observed difference's).")
 
-
-if __name__ == "__main__":
-    sys.exit(COMMAND.main())

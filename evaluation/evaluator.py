@@ -12,8 +12,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 if __package__ in (None, ""):
     # Run as a script (`cd evaluation; python evaluator.py`, the original toolbox's usage): import the
     # package from the checkout instead of these files as top-level modules.
@@ -22,6 +20,8 @@ if __package__ in (None, ""):
 from imagenets.errors import dependencies_of  # noqa: E402 (needs no third-party package)
 
 with dependencies_of("evaluator.py" if __name__ == "__main__" else None):
+    import numpy as np
+
     from imagenets.cli import (Command, add_device_argument, add_meta_argument, add_mode_argument,
                                add_quiet_argument, add_workers_argument)
     from imagenets.errors import info, warn
@@ -30,10 +30,10 @@ with dependencies_of("evaluator.py" if __name__ == "__main__" else None):
     from imagenets.evaluation.engine.exports import (MATRIX_SUFFIXES, suffix_option, write_matrix,
                                                      write_per_image)
     from imagenets.evaluation.engine.inputs import add_pair_arguments
-    from imagenets.evaluation.engine.report import NOT_BENCHMARK, json_ready, publish
+    from imagenets.evaluation.engine.report import NOT_BENCHMARK, OFFICIAL_LISTS, json_ready, publish
     from imagenets.evaluation.html_report import add_report_arguments, check_report_arguments
-    from imagenets.fileio import check_outputs
-    from imagenets.metadata import load_metadata
+    from imagenets.flags import input_file, output_file, resamples, seed
+    from imagenets.metadata import Metadata, load_metadata
     from imagenets.subsets import get_subset
 
 #: The metric keys, for --help (the README's Evaluation section says the same).
@@ -46,44 +46,37 @@ EPILOG = ("Summary keys (percent): mIoU = mean IoU over ids 0..K (background inc
 FEW_IMAGES = 5
 
 
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text}: use 0 (no bootstrap) or more resamples")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_pair_arguments(parser, "class ids 0..K, or cluster ids with --match")
     add_mode_argument(parser)
     add_workers_argument(parser)
-    parser.add_argument("--match", type=Path, default=None, metavar="FILE",
-                        help="match file from match.py (cluster id -> class id; many-to-one allowed): "
-                             "boundaries are taken on the cluster ids, then everything is mapped")
+    input_file(parser, "--match", default=None, metavar="FILE",
+               help="match file from match.py (cluster id -> class id; many-to-one allowed): "
+                    "boundaries are taken on the cluster ids, then everything is mapped")
     add_meta_argument(parser)
     add_device_argument(parser)
     add_quiet_argument(parser)
-    parser.add_argument("--output", type=Path, default=None, metavar="FILE.json",
-                        help="also write the summary (full precision), IoUs and run context as JSON")
-    parser.add_argument("--plot", type=Path, default=None, metavar="FILE.png",
-                        help="also draw the per-class IoU as a bar chart, classes sorted, with the mIoU line")
+    output_file(parser, "--output", default=None, metavar="FILE.json",
+                help="also write the summary (full precision), IoUs and run context as JSON")
+    output_file(parser, "--plot", default=None, metavar="FILE.png",
+                help="also draw the per-class IoU as a bar chart, classes sorted, with the mIoU line")
     group = parser.add_argument_group("analysis (opt-in; the benchmark's numbers stay the same)")
-    group.add_argument("--bootstrap", type=_count, default=0, metavar="B",
+    group.add_argument("--bootstrap", type=resamples(0), default=0, metavar="B",
                        help="resample the images B times (with replacement): a 95%% interval for every summary "
                             "key (symmetric studentized bootstrap, bootstrap-t), in the table and as \"ci95\" in "
                             "--output (with \"ci95_method\")")
-    group.add_argument("--seed", type=int, default=0, metavar="S", help="random seed of --bootstrap")
-    group.add_argument("--save-counts", type=suffix_option(".npz"), default=None, metavar="FILE.npz",
-                       help="keep every image's counts and name, for `imagenets compare A.npz B.npz`")
-    group.add_argument("--confusion", type=suffix_option(*MATRIX_SUFFIXES), default=None,
-                       metavar="FILE.npz|FILE.csv",
-                       help="write the pixel confusion matrix: rows = GT id 0..K, columns = prediction id "
-                            "0..K plus one for ids outside 0..K, ignore pixels dropped; with --match after "
-                            "the match, without it of the ids as they are (cluster ids x classes, before "
-                            "any match)")
-    group.add_argument("--per-image", type=suffix_option(".csv"), default=None, metavar="FILE.csv",
-                       help="one row per image: name, width, height, GT classes, per-image IoU (the "
-                            "visualize gallery's), Acc correctness (0/1), F-measure (percent)")
+    group.add_argument("--seed", type=seed(), default=0, metavar="S", help="random seed of --bootstrap")
+    output_file(group, "--save-counts", type=suffix_option(".npz"), default=None, metavar="FILE.npz",
+                help="keep every image's counts and name, for `imagenets compare A.npz B.npz`")
+    output_file(group, "--confusion", type=suffix_option(*MATRIX_SUFFIXES), default=None,
+                metavar="FILE.npz|FILE.csv",
+                help="write the pixel confusion matrix: rows = GT id 0..K, columns = prediction id "
+                     "0..K plus one for ids outside 0..K, ignore pixels dropped; with --match after "
+                     "the match, without it of the ids as they are (cluster ids x classes, before "
+                     "any match)")
+    output_file(group, "--per-image", type=suffix_option(".csv"), default=None, metavar="FILE.csv",
+                help="one row per image: name, width, height, GT classes, per-image IoU (the "
+                     "visualize gallery's), Acc correctness (0/1), F-measure (percent)")
     group.add_argument("--extra-metrics", action="store_true",
                        help="also pixel accuracy, mean class accuracy and frequency-weighted IoU, from the same "
                             "counts: NOT the benchmark's metrics (a separate block, and key \"not_benchmark\")")
@@ -104,7 +97,7 @@ def add_analysis(result: dict, tally: Tally, args: argparse.Namespace) -> None:
                  "the official splits")
         result["bootstrap"] = {"resamples": args.bootstrap, "seed": args.seed, "level": 95, "method": METHOD}
         result["ci95_method"] = METHOD
-        result["ci95"] = bootstrap_intervals(counts, args.bootstrap, args.seed)
+        result["ci95"] = bootstrap_intervals(counts, args.bootstrap, args.seed, quiet=args.quiet)
     if args.extra_metrics:
         from imagenets.evaluation.engine.metrics import extra_metrics
 
@@ -119,13 +112,14 @@ def rare_classes(counts) -> int:
     return int(((images > 0) & (images < FEW_IMAGES)).sum())
 
 
-def write_exports(tally: Tally, args: argparse.Namespace) -> None:
+def write_exports(tally: Tally, args: argparse.Namespace, meta: Metadata) -> None:
     """The files asked for: per-image counts, confusion matrix, per-image CSV."""
     k = tally.metrics.num_classes
     if args.save_counts:
         from imagenets.evaluation.engine.countsfile import save_counts
 
-        save_counts(args.save_counts, tally.metrics.image_counts(), tally.names, tally.context)
+        save_counts(args.save_counts, tally.metrics.image_counts(), tally.names,
+                    {**tally.context, OFFICIAL_LISTS: meta.official})
         info(f"wrote {args.save_counts}", args.quiet)
     if args.confusion:
         write_matrix(args.confusion, tally.confusion.matrix(), "gt", "prediction",
@@ -141,10 +135,6 @@ def write_exports(tally: Tally, args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     distributed.start_command(args)  # under torchrun: one rank of several (only rank 0 prints and writes)
-    check_outputs({"--output": args.output, "--plot": args.plot, "--save-counts": args.save_counts,
-                   "--confusion": args.confusion, "--per-image": args.per_image, "--report": args.report},
-                  {"--match": args.match}, {"--predict-dir": args.predict_dir, "--gt-dir": args.gt_dir,
-                                            "--images": args.images})
     check_report_arguments(args)
     subset = get_subset(args.mode)
     meta = load_metadata(args.meta_dir, quiet=args.quiet)
@@ -157,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         return 0  # rank 0 holds the same sums and writes the results
     result = summarize_tally(tally)
     add_analysis(result, tally, args)
-    write_exports(tally, args)
+    write_exports(tally, args, meta)
     if args.plot:
         from imagenets.evaluation.plot import plot_result  # Pillow drawing: loaded only when asked for
 

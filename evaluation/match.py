@@ -26,16 +26,19 @@ with dependencies_of("match.py" if __name__ == "__main__" else None):
     from imagenets.evaluation.engine.exports import MATRIX_SUFFIXES, suffix_option, write_matrix
     from imagenets.evaluation.engine.inputs import add_pair_arguments
     from imagenets.evaluation.engine.matchfile import match_to_json, save_match
+    from imagenets.evaluation.engine.report import OFFICIAL_LISTS
     from imagenets.evaluation.engine.matching import check_clusters, compute_match
-    from imagenets.fileio import check_outputs, write_json_atomic
+    from imagenets.fileio import write_json_atomic
+    from imagenets.flags import OUTPUT_FILE, Declared, integer, output_file
     from imagenets.metadata import Metadata, load_metadata
+    from imagenets.names import shown
     from imagenets.subsets import Subset, get_subset
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_pair_arguments(parser, "cluster ids 1..K, or 1..N with --clusters")
     add_mode_argument(parser)
-    parser.add_argument("--clusters", type=int, default=None, metavar="N",
+    parser.add_argument("--clusters", type=integer(), default=None, metavar="N",
                         help="the predictions hold cluster ids 1..N, N >= K (over-clustering): each class gets "
                              "its best distinct cluster, every other cluster the class it co-occurs with most; "
                              "prints where each cluster went and its purity. Default: K (one-to-one)")
@@ -48,13 +51,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_meta_argument(parser)
     add_device_argument(parser)
     add_quiet_argument(parser)
-    parser.add_argument("--output", type=Path, default=None, metavar="FILE.json",
-                        help="also write a JSON report: match file, method, objective, image count, match "
-                             "(and, with --clusters, each cluster's class and purity)")
-    parser.add_argument("--confusion", type=suffix_option(*MATRIX_SUFFIXES), default=None,
-                        metavar="FILE.npz|FILE.csv",
-                        help="also write the co-occurrence matrix the match maximises: rows = prediction id, "
-                             "columns = GT id 0..K (images with both; pixels with --method pixel)")
+    output_file(parser, "--output", default=None, metavar="FILE.json",
+                help="also write a JSON report: match file, method, objective, image count, match "
+                     "(and, with --clusters, each cluster's class and purity)")
+    output_file(parser, "--confusion", type=suffix_option(*MATRIX_SUFFIXES), default=None,
+                metavar="FILE.npz|FILE.csv",
+                help="also write the co-occurrence matrix the match maximises: rows = prediction id, "
+                     "columns = GT id 0..K (images with both; pixels with --method pixel)")
+
+
+def match_path(args: argparse.Namespace) -> Path:
+    """Where the match goes: ``results/NAME.json`` under the working directory (NAME a plain file name)."""
+    name = args.session_name
+    if not name or "/" in name or "\\" in name or name.startswith(".") or not name.isprintable():
+        raise UserError(f"--session-name {name!r}: use a plain file name (letters, digits, - and _)")
+    return Path("results") / f"{name}.json"
+
+
+def declare(args: argparse.Namespace, declared: Declared) -> None:
+    declared.add(OUTPUT_FILE, "match file", match_path(args))
 
 
 def cluster_table(report: List[Dict[str, object]], meta: Metadata, subset: Subset) -> str:
@@ -67,24 +82,18 @@ def cluster_table(report: List[Dict[str, object]], meta: Metadata, subset: Subse
     for row in report:
         g, share = int(row["class"]), row["purity"]
         text = "n/a" if share is None else f"{100 * share:.1f}%"
-        lines.append(f"{row['cluster']:>7}  {g:>5}  {wnids[g]:<9}  {names[g][:width]:<{width}}  {text:>6}")
+        lines.append(f"{row['cluster']:>7}  {g:>5}  {wnids[g]:<9}  {shown(names[g])[:width]:<{width}}  {text:>6}")
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
     subset = get_subset(args.mode)
-    name = args.session_name
-    if not name or "/" in name or "\\" in name or name.startswith("."):
-        raise UserError(f"--session-name {name!r}: use a plain file name (letters, digits, - and _)")
     check_clusters(args.clusters, subset.num_classes)  # before any long work
-    match_path = Path("results") / f"{name}.json"
-    check_outputs({"match file": match_path, "--output": args.output, "--confusion": args.confusion}, {},
-                  {"--predict-dir": args.predict_dir, "--gt-dir": args.gt_dir})
     meta = load_metadata(args.meta_dir, quiet=args.quiet)
     result = compute_match(args.predict_dir, args.gt_dir, subset, meta, method=args.method,
                            workers=args.workers, device=args.device, quiet=args.quiet,
                            num_clusters=args.clusters)
-    path = save_match(match_path, result["assignment"])
+    path = save_match(match_path(args), result["assignment"])
     over = args.clusters is not None  # without --clusters: today's output, byte for byte
     if over:
         info(cluster_table(result["report"], meta, subset), args.quiet)
@@ -93,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         report = {"match_file": str(path), "subset": subset.name, "method": args.method,
                   "images": result["images"], "objective": result["objective"],
-                  "match": match_to_json(result["assignment"])}
+                  "match": match_to_json(result["assignment"]), OFFICIAL_LISTS: meta.official}
         if over:
             report.update(clusters=result["clusters"], cluster_report=result["report"])
         write_json_atomic(args.output, report)
@@ -106,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 COMMAND = Command("match", "match cluster ids to classes (image-level Hungarian matching)", add_arguments, run,
+                  declare=declare,
                   description="Match unsupervised cluster ids 1..K to ImageNet-S classes by maximising the "
                               "number of images in which a cluster and a class co-occur (the benchmark's "
                               "matching); with --clusters N, clusters 1..N onto the K classes (many-to-one). "

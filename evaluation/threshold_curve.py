@@ -15,40 +15,46 @@ from pathlib import Path
 from typing import Dict, List
 
 if __package__ in (None, ""):
+    # Run as a script (`cd evaluation; python threshold_curve.py`): import the package from the checkout.
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from imagenets.cli import Command, add_meta_argument, add_mode_argument, add_quiet_argument, add_workers_argument
-from imagenets.errors import info
-from imagenets.evaluation.engine.curve import threshold_curve
-from imagenets.evaluation.engine.inputs import add_pair_arguments
-from imagenets.evaluation.engine.report import format_report, json_ready
-from imagenets.evaluation.html_report import add_report_arguments
-from imagenets.evaluation.engine.score_bins import THRESHOLDS_HINT, parse_thresholds
-from imagenets.fileio import check_outputs, write_json_atomic
-from imagenets.metadata import load_metadata
-from imagenets.subsets import get_subset
+from imagenets.errors import dependencies_of  # noqa: E402 (needs no third-party package)
+
+with dependencies_of("threshold_curve.py" if __name__ == "__main__" else None):
+    from imagenets.cli import (Command, add_meta_argument, add_mode_argument, add_quiet_argument,
+                               add_workers_argument)
+    from imagenets.errors import info
+    from imagenets.evaluation.engine.curve import threshold_curve
+    from imagenets.evaluation.engine.inputs import add_pair_arguments
+    from imagenets.evaluation.engine.report import OFFICIAL_LISTS, format_report, json_ready
+    from imagenets.evaluation.html_report import add_report_arguments
+    from imagenets.evaluation.engine.score_bins import THRESHOLDS_HINT, parse_thresholds
+    from imagenets.fileio import write_json_atomic
+    from imagenets.flags import input_dir, input_file, output_file
+    from imagenets.metadata import load_metadata
+    from imagenets.subsets import get_subset
 
 DEFAULT_THRESHOLDS = "0:1:0.01"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_pair_arguments(parser, "class ids 0..K, or cluster ids with --match / --rematch")
-    parser.add_argument("--scores-dir", required=True, type=Path, metavar="DIR",
-                        help="confidence of every prediction pixel: <wnid>/<name>.npy (float H x W, PASS's "
-                             "inference --test output) or 16-bit grayscale <wnid>/<name>.png (value/65535); "
-                             "may be --predict-dir itself")
+    input_dir(parser, "--scores-dir", required=True, metavar="DIR",
+              help="confidence of every prediction pixel: <wnid>/<name>.npy (float H x W, PASS's "
+                   "inference --test output) or 16-bit grayscale <wnid>/<name>.png (value/65535); "
+                   "may be --predict-dir itself")
     add_mode_argument(parser)
     how = parser.add_mutually_exclusive_group()
-    how.add_argument("--match", type=Path, default=None, metavar="FILE",
-                     help="fixed match file (match.py): applied after thresholding, at every threshold")
+    input_file(how, "--match", default=None, metavar="FILE",
+               help="fixed match file (match.py): applied after thresholding, at every threshold")
     how.add_argument("--rematch", action="store_true",
                      help="match cluster ids anew at every threshold (image-level, as match.py), as PASS does")
     parser.add_argument("--thresholds", default=DEFAULT_THRESHOLDS, metavar="SPEC",
                         help=f"thresholds to try: {THRESHOLDS_HINT}; a pixel is 'other' when its score < t")
-    parser.add_argument("--output", type=Path, default=None, metavar="FILE.json",
-                        help="also write the curve, the best threshold and its full metrics as JSON")
-    parser.add_argument("--plot", type=Path, default=None, metavar="FILE.png",
-                        help="also draw the curve (mIoU, Acc, FMeasure against the threshold) as a PNG")
+    output_file(parser, "--output", default=None, metavar="FILE.json",
+                help="also write the curve, the best threshold and its full metrics as JSON")
+    output_file(parser, "--plot", default=None, metavar="FILE.png",
+                help="also draw the curve (mIoU, Acc, FMeasure against the threshold) as a PNG")
     add_workers_argument(parser)
     add_meta_argument(parser)
     add_quiet_argument(parser)
@@ -69,8 +75,6 @@ def curve_table(result: Dict[str, object]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_outputs({"--output": args.output, "--plot": args.plot, "--report": args.report}, {"--match": args.match},
-                  {"--predict-dir": args.predict_dir, "--gt-dir": args.gt_dir, "--scores-dir": args.scores_dir})
     thresholds = parse_thresholds(args.thresholds)
     subset = get_subset(args.mode)
     meta = load_metadata(args.meta_dir, quiet=args.quiet)
@@ -80,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
                              on_best=kept.append if args.report else None)
     if args.output:
         best_json = json_ready(result["best"])  # type: ignore[arg-type]
-        write_json_atomic(args.output, {**json_ready(result), "best": best_json})
+        write_json_atomic(args.output, {**json_ready(result), "best": best_json, OFFICIAL_LISTS: meta.official})
         info(f"wrote {args.output}", args.quiet)
     if args.plot:
         from imagenets.evaluation.curve_plot import plot_curve  # Pillow drawing: loaded only when asked for

@@ -22,7 +22,8 @@ from imagenets.cli import Command, add_meta_argument, add_mode_argument, add_qui
 from imagenets.codec import open_image
 from imagenets.idmaps import resize_nearest
 from imagenets.errors import UserError, info
-from imagenets.fileio import atomic_path, check_outputs, write_json_atomic, write_text_atomic
+from imagenets.fileio import atomic_path, write_json_atomic, write_text_atomic
+from imagenets.flags import OUTPUT_DIR, OUTPUT_FILE, Declared, input_dir, input_file, integer, output_dir
 from imagenets.metadata import load_metadata
 from imagenets.palette import (HATCH_COLOURS, RGB, UNKNOWN_COLOUR, colorize, colour_of, default_font, hatch,
                                picture_colours)
@@ -30,6 +31,7 @@ from imagenets.subsets import IGNORE, OTHER, get_subset
 
 from imagenets.evaluation.engine.inputs import read_pair
 from imagenets.evaluation.engine.matchfile import Match, load_match
+from imagenets.evaluation.engine.report import OFFICIAL_LISTS
 from imagenets.evaluation.engine.inputs import Pair, prepare_pairs
 from imagenets.evaluation.engine.parallel import map_reduce
 
@@ -299,9 +301,6 @@ def visualize(images: Path, gt_dir: Path, predict_dir: Path, out: Path, mode: st
     if sort not in SORTS:
         raise UserError(f"--sort {sort!r}: use one of {', '.join(SORTS)}")
     out = Path(out)
-    check_outputs({"gallery": out / "index.html", "scores file": out / "scores.json"}, {"--match": match},
-                  {"--images": images, "--gt-dir": gt_dir, "--predict-dir": predict_dir},
-                  {"--output-dir": out / "pictures"})
     subset = get_subset(mode)
     k = subset.num_classes
     meta = load_metadata(meta_dir, quiet=quiet)
@@ -334,7 +333,7 @@ def visualize(images: Path, gt_dir: Path, predict_dir: Path, out: Path, mode: st
                + (f"; predictions mapped through {match}" if match else ""))
     write_text_atomic(out / "index.html", gallery_html(shown, labels, heading))
     write_json_atomic(out / "scores.json", {
-        "subset": subset.name, "sort": sort, "match": str(match) if match else None,
+        "subset": subset.name, "sort": sort, "match": str(match) if match else None, OFFICIAL_LISTS: meta.official,
         "mean_image_iou": None if math.isnan(mean) else mean,
         "images": [{**s, "iou": None if math.isnan(s["iou"]) else s["iou"],
                     "picture": picture_name(str(s["mask"])) if i < len(shown) else None}
@@ -344,18 +343,18 @@ def visualize(images: Path, gt_dir: Path, predict_dir: Path, out: Path, mode: st
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--images", required=True, type=Path, metavar="DIR",
-                        help="the images: the prepared validation folder DEST/ImageNetS{K}/validation")
-    parser.add_argument("--gt-dir", required=True, type=Path, metavar="DIR",
-                        help="ground truth: the subset's validation-segmentation folder")
-    parser.add_argument("--predict-dir", required=True, type=Path, metavar="DIR",
-                        help="predictions: one <wnid>/<name>.png per validation image, id = R + 256*G")
-    parser.add_argument("--match", type=Path, default=None, metavar="FILE",
-                        help="match file from match.py: prediction ids are mapped through it first")
+    input_dir(parser, "--images", required=True, metavar="DIR",
+              help="the images: the prepared validation folder DEST/ImageNetS{K}/validation")
+    input_dir(parser, "--gt-dir", required=True, metavar="DIR",
+              help="ground truth: the subset's validation-segmentation folder")
+    input_dir(parser, "--predict-dir", required=True, metavar="DIR",
+              help="predictions: one <wnid>/<name>.png per validation image, id = R + 256*G")
+    input_file(parser, "--match", default=None, metavar="FILE",
+               help="match file from match.py: prediction ids are mapped through it first")
     add_mode_argument(parser)
-    parser.add_argument("--output-dir", "-o", required=True, type=Path, metavar="OUT",
-                        help="where pictures/, index.html and scores.json go")
-    parser.add_argument("--limit", type=int, default=100, metavar="N",
+    output_dir(parser, "--output-dir", "-o", required=True, metavar="OUT",
+               help="where pictures/, index.html and scores.json go")
+    parser.add_argument("--limit", type=integer(0, 10 ** 9), default=100, metavar="N",
                         help="draw the first N images in --sort order (0 = all)")
     parser.add_argument("--sort", choices=SORTS, default="worst",
                         help="worst / best per-image IoU first, or by file name")
@@ -373,8 +372,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def declare(args: argparse.Namespace, declared: Declared) -> None:
+    """OUT may hold the inputs (``-o .`` beside P): what is written is OUT/pictures/, index.html, scores.json."""
+    out = args.output_dir
+    declared.drop("--output-dir")
+    declared.add(OUTPUT_DIR, "--output-dir's pictures/", out / "pictures")
+    declared.add(OUTPUT_FILE, "--output-dir's gallery", out / "index.html")
+    declared.add(OUTPUT_FILE, "--output-dir's scores file", out / "scores.json")
+
+
 COMMAND = Command("visualize", "pictures of predictions: image | ground truth | prediction, and a gallery",
-                  add_arguments, run,
+                  add_arguments, run, declare=declare,
                   description="Draw, per validation image, the image, its ground truth and the prediction side "
                               "by side (fixed palette, ignore hatched, legend with class names) and write "
                               "OUT/index.html, a gallery sorted by per-image IoU (worst first by default).")

@@ -18,6 +18,9 @@ from typing import Callable, Dict, NoReturn, Optional, Sequence
 from . import __version__
 from .device import DEVICE_CHOICES
 from .errors import EXIT_BAD_INPUT, UserError, is_ours, missing_dependency
+from .fileio import check_outputs, exit_on_sigterm
+from .flags import Declared, declared_paths, input_dir, workers
+from .names import shown
 from .subsets import MODES
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -29,13 +32,19 @@ class ArgumentParser(argparse.ArgumentParser):
 
 @dataclass
 class Command:
-    """One sub-command: usable as ``imagenets NAME`` and as a standalone script."""
+    """One sub-command: usable as ``imagenets NAME`` and as a standalone script.
+
+    Its path options declare their role (``imagenets.flags.input_file``...); before ``run`` the command
+    layer checks them all in one guard (:meth:`execute`), with ``declare`` adding outputs derived from the
+    arguments (or dropping ones a run will not write).
+    """
 
     name: str
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], Optional[int]]
     description: str = ""
+    declare: Optional[Callable[[argparse.Namespace, Declared], None]] = None
 
     def build_parser(self, prog: Optional[str] = None) -> argparse.ArgumentParser:
         parser = ArgumentParser(prog=prog, description=self.description or self.help,
@@ -47,7 +56,20 @@ class Command:
         """Parse ``argv`` and run; bad input exits 2 with one line, no traceback."""
         parser = self.build_parser(prog or os.path.basename(sys.argv[0]) or self.name)
         args = parser.parse_args(argv)
-        return guarded(self.run, args)
+        return self.execute(parser, args)
+
+    def execute(self, parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+        """The guard, then ``run``: the one way every entry point (umbrella, scripts) runs a command."""
+        return guarded(self._checked_run, parser, args)
+
+    def _checked_run(self, parser: argparse.ArgumentParser, args: argparse.Namespace) -> Optional[int]:
+        declared = declared_paths(parser, args)
+        if self.declare is not None:
+            self.declare(args, declared)
+        check_outputs(declared.outputs, declared.inputs, declared.input_dirs, declared.output_dirs,
+                      managed=declared.managed, quiet=bool(getattr(args, "quiet", False)))
+        with exit_on_sigterm():  # a killed run's temporaries go as on an error
+            return self.run(args)
 
 
 def guarded(func: Callable[..., Optional[int]], *args) -> int:
@@ -70,7 +92,7 @@ def guarded(func: Callable[..., Optional[int]], *args) -> int:
 def _refused(message: str) -> int:
     with contextlib.suppress(OSError):
         sys.stdout.flush()
-    print(f"error: {message}", file=sys.stderr, flush=True)
+    print(f"error: {shown(message)}", file=sys.stderr, flush=True)
     return EXIT_BAD_INPUT
 
 
@@ -82,14 +104,14 @@ def add_mode_argument(parser: argparse.ArgumentParser, required: bool = True) ->
 
 
 def add_meta_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--meta-dir", default=None, metavar="DIR",
+    input_dir(parser, "--meta-dir", default=None, metavar="DIR",
                         help="directory with the official lists (categories/, names/, mapping/, "
                              "e.g. a copy of the official data/ folder); default: $IMAGENETS_META_DIR, "
                              "else the cache filled by `imagenets meta download`")
 
 
 def add_workers_argument(parser: argparse.ArgumentParser, default: int = 2) -> None:
-    parser.add_argument("--workers", type=int, default=default, metavar="N",
+    parser.add_argument("--workers", type=workers(), default=default, metavar="N",
                         help="parallel workers (0 = do everything in the main process)")
 
 
@@ -177,7 +199,7 @@ def build_parser(commands: Dict[str, CommandSpec], wanted: Optional[Command] = N
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         if command is not None:
             command.add_arguments(p)
-            p.set_defaults(_command=command)
+            p.set_defaults(_command=command, _parser=p)
     return parser
 
 
@@ -198,7 +220,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not getattr(args, "_command", None):
         parser.print_help()
         return EXIT_BAD_INPUT
-    return guarded(args._command.run, args)
+    return args._command.execute(args._parser, args)
 
 
 def run_command(argv: Sequence[str]) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import struct
 import warnings
 from pathlib import Path
@@ -70,8 +72,20 @@ def encode(ids: np.ndarray) -> np.ndarray:
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+def check_regular(path: PathLike) -> None:
+    """UserError unless ``path`` is a regular file (links followed): a FIFO would block the reader forever,
+    a device (``/dev/zero``) never end. A missing file is left to the caller's own message."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{path} is not a regular file (a folder, FIFO or device): put the image file there")
+
+
 def png_header(path: PathLike) -> Tuple[int, int, int, int]:
     """(width, height, bit depth, colour type) from the IHDR chunk; UserError if not a PNG."""
+    check_regular(path)
     try:
         with open(path, "rb") as f:
             head = f.read(33)
@@ -92,6 +106,8 @@ def too_large(path: PathLike, size: Optional[Tuple[int, int]] = None) -> UserErr
 
 def open_image(path: PathLike) -> Image.Image:
     """``Image.open`` (reads the header only) within MAX_PIXELS; a larger image is a UserError naming it."""
+    if isinstance(path, (str, os.PathLike)):
+        check_regular(path)
     try:
         image = Image.open(path)
     except Image.DecompressionBombError:  # over twice the limit: Pillow refused before giving the size

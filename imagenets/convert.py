@@ -19,7 +19,8 @@ from .cli import Command, add_quiet_argument, add_workers_argument
 from .codec import GRAY_MODES, MAX_ID, mode_name, open_image, png_header, read_mask, write_mask
 from .errors import UserError, info, warn
 from .device import cap_workers
-from .fileio import atomic_path, check_outputs
+from .fileio import atomic_path
+from . import flags
 from .progress import progress
 from .walk import walk_files
 
@@ -86,7 +87,6 @@ def convert_tree(input_dir: Path, output_dir: Path, to: str, workers: int = 2, q
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if not input_dir.is_dir():
         raise UserError(f"--input-dir {input_dir} is not a directory: point it at a folder of mask PNGs")
-    check_outputs(output_dirs={"--output-dir": output_dir}, input_dirs={"--input-dir": input_dir})
     masks, others = find_masks(input_dir)
     if not masks:
         raise UserError(f"no .png files under --input-dir {input_dir}: point it at a folder of masks")
@@ -115,10 +115,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "id; rgb: grayscale PNGs whose value is the id (16-bit, or 8-bit for ids 0..255; "
                              "an 8-bit 255 stays id 255, not the ignore id 1000) to the ImageNet-S RGB "
                              "encoding")
-    parser.add_argument("--input-dir", required=True, type=Path, metavar="DIR",
-                        help="folder of mask PNGs (searched recursively)")
-    parser.add_argument("--output-dir", required=True, type=Path, metavar="DIR",
-                        help="where the converted masks go, same relative paths (must not overlap --input-dir)")
+    flags.input_dir(parser, "--input-dir", required=True, metavar="DIR",
+                    help="folder of mask PNGs (searched recursively)")
+    flags.output_dir(parser, "--output-dir", required=True, metavar="DIR",
+                     help="where the converted masks go, same relative paths (must not overlap --input-dir)")
     add_workers_argument(parser)
     add_quiet_argument(parser)
 

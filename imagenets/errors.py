@@ -6,6 +6,8 @@ import contextlib
 import sys
 from typing import Iterator, Optional
 
+from .names import shown
+
 EXIT_BAD_INPUT = 2
 
 
@@ -17,8 +19,9 @@ class UserError(Exception):
 
 
 def warn(message: str) -> None:
-    """Print one ``warning: ...`` line on stderr (never silenced by --quiet: it changes numbers)."""
-    print(f"warning: {message}", file=sys.stderr, flush=True)
+    """Print one ``warning: ...`` line on stderr (never silenced by --quiet: it changes numbers); a name
+    in it cannot break the line (:func:`imagenets.names.shown`)."""
+    print(f"warning: {shown(message)}", file=sys.stderr, flush=True)
 
 
 def info(message: str, quiet: bool = False) -> None:
@@ -31,9 +34,9 @@ def info(message: str, quiet: bool = False) -> None:
 SHOW = 5
 
 
-def first_few(items, show: int = SHOW, fmt=str, sep: str = ", ", counted: bool = False) -> str:
-    """``"a, b, c, ..."``: the first ``show`` items of a list for a message; ``...`` (with ``counted``,
-    ``... (N more)``) when there are more. Every "first few" in a message goes through here."""
+def first_few(items, show: int = SHOW, fmt=shown, sep: str = ", ", counted: bool = False) -> str:
+    """``"a, b, c, ..."``: the first ``show`` items of a list for a message (names escaped); ``...`` (with
+    ``counted``, ``... (N more)``) when there are more. Every "first few" in a message goes through here."""
     items = list(items)
     head = sep.join(fmt(item) for item in items[:show])
     if len(items) <= show:

@@ -1,18 +1,27 @@
-"""Shared file I/O: atomic writes (temporary name, then rename) and friendly JSON reading."""
+"""Shared file I/O: atomic writes (temporary name, then rename), the one guard of outputs against inputs,
+the sweep of a killed run's temporaries, and the one reader of JSON files."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
+import signal
 import stat
 import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, Mapping, Optional, Union
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
-from .errors import UserError, info
+try:
+    import fcntl
+except ImportError:  # Windows: stale temporaries are told by their age alone
+    fcntl = None  # type: ignore[assignment]
+
+from .errors import UserError, first_few, info
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -41,36 +50,86 @@ def _written_directly(path: Path) -> bool:
 
 #: Temporary files of atomic_path are ``.NAME.XXXXXXXX.tmp`` beside NAME (mkstemp's 8 random characters).
 TEMP_SUFFIX = ".tmp"
+_TEMPORARY = re.compile(r"\..+\.[A-Za-z0-9_]{8}" + re.escape(TEMP_SUFFIX))
+#: A temporary whose writer still holds its lock is never removed; one nobody holds is a killed run's once
+#: it is this old (the moment between mkstemp and the lock is spared).
+TEMP_GRACE_S = 1.0
+#: Where file locks do not exist (or the file system refuses them): a temporary untouched this long is stale.
+STALE_AFTER_S = 300.0
 
 
 def _temp_prefix(path: Path) -> str:
     return f".{path.name}."
 
 
-def remove_stale_temporaries(path: Path, older_than_s: float, what: str = "file", quiet: bool = False) -> None:
-    """Delete atomic_path's temporaries of ``path`` that a killed run left, untouched for ``older_than_s``
-    (a run writing at this moment is spared)."""
-    pattern = re.compile(re.escape(_temp_prefix(path)) + r"[A-Za-z0-9_]{8}" + re.escape(TEMP_SUFFIX))
-    folder = path.parent
-    if not folder.is_dir():
-        return
+def _lock(fd: int) -> bool:
+    """Hold an exclusive lock on ``fd`` (released when it is closed, or when its process dies, even by
+    SIGKILL); False when locks are unavailable here."""
+    if fcntl is None:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _stale(path: Path, now: float) -> bool:
+    """True when ``path`` is a temporary nobody writes any more; it is removed under its lock."""
+    try:
+        age = now - path.lstat().st_mtime
+        if age < TEMP_GRACE_S:
+            return False
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return False
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False  # its writer is alive
+            except OSError:
+                if age < STALE_AFTER_S:  # no locks on this file system: only age tells
+                    return False
+        elif age < STALE_AFTER_S:
+            return False
+        path.unlink()
+        return True
+    except OSError:  # gone meanwhile, or not ours to delete: leave it
+        return False
+    finally:
+        os.close(fd)
+
+
+def sweep_temporaries(candidates: Iterable[Path], quiet: bool = False) -> List[Path]:
+    """Remove the atomic_path temporaries among ``candidates`` that a killed run left behind (their writer
+    is gone); one info line names them. Returns the removed paths."""
     now = time.time()
-    for candidate in folder.iterdir():
-        try:
-            if (pattern.fullmatch(candidate.name) and candidate.is_file()
-                    and now - candidate.stat().st_mtime > older_than_s):
-                candidate.unlink()
-                info(f"removed {candidate}, a temporary {what} left by an interrupted run", quiet)
-        except OSError:  # gone meanwhile, or not ours to delete: leave it
-            continue
+    removed = [path for path in candidates if _TEMPORARY.fullmatch(path.name) and _stale(path, now)]
+    if removed:
+        info(f"removed {len(removed)} temporary files left by an interrupted run ({first_few(removed, 3)})", quiet)
+    return removed
+
+
+def temporaries_of(path: Path) -> List[Path]:
+    """The atomic_path temporaries of the file ``path`` that lie beside it now."""
+    prefix, folder = _temp_prefix(path), path.parent
+    try:
+        with os.scandir(folder) as entries:
+            return [folder / entry.name for entry in entries
+                    if entry.name.startswith(prefix) and entry.name.endswith(TEMP_SUFFIX)]
+    except OSError:
+        return []
 
 
 @contextlib.contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
-    A crash or an exception never leaves a half-written ``path`` behind. A symlink is followed (its
-    target is replaced, the link stays); a FIFO or device is yielded as is and written directly.
+    A crash or an exception never leaves a half-written ``path`` behind; the temporary is locked while it
+    is written, so that a later run knows a killed run's leftover from a live one's. A symlink is followed
+    (its target is replaced, the link stays); a FIFO or device is yielded as is and written directly.
     """
     path = Path(path)
     if _written_directly(path):
@@ -82,8 +141,11 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     if path.is_dir():
         raise UserError(f"{path} is a directory: give a file name for the output")
     path.parent.mkdir(parents=True, exist_ok=True)
+    fd: Optional[int]
     fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent)
-    os.close(fd)
+    if not _lock(fd):
+        os.close(fd)  # nothing to hold (and Windows renames no open file)
+        fd = None
     tmp_path = Path(tmp)
     try:
         with _named(tmp_path, path):
@@ -98,6 +160,32 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
         raise
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+class Terminated(SystemExit):
+    """SIGTERM, turned into an exit so that ``finally`` blocks and context managers clean up."""
+
+
+def raise_terminated(signum, _frame) -> None:
+    """The SIGTERM handler: an exit with status 143 that runs ``finally`` blocks on its way out."""
+    raise Terminated(128 + signum)
+
+
+@contextlib.contextmanager
+def exit_on_sigterm() -> Iterator[None]:
+    """Within the block, SIGTERM raises ``Terminated`` (exit status 143) instead of killing outright, so
+    temporaries go as on an error. A no-op outside the main thread, where Python cannot install handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
@@ -135,6 +223,7 @@ def _check_can_create(label: str, shown: PathLike, folder: Path) -> None:
     ancestor = _nearest_existing(Path(os.path.realpath(folder)))
     if not ancestor.is_dir():
         raise UserError(f"{label} {shown}: {ancestor} is a file, not a folder: choose another path")
+    before = ancestor.stat()
     try:  # a real probe: permissions, read-only mounts and /proc answer as they would for the output
         fd, probe = tempfile.mkstemp(prefix=".imagenets-probe-", dir=ancestor)
     except OSError as exc:
@@ -142,6 +231,8 @@ def _check_can_create(label: str, shown: PathLike, folder: Path) -> None:
                         "folder you can write to") from None
     os.close(fd)
     os.unlink(probe)
+    with contextlib.suppress(OSError):  # the probe leaves no trace: a complete tree stays as it was
+        os.utime(ancestor, ns=(before.st_atime_ns, before.st_mtime_ns))
 
 
 def check_writable(label: str, path: PathLike) -> None:
@@ -149,6 +240,9 @@ def check_writable(label: str, path: PathLike) -> None:
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{label} {path} is a directory: give a file name (e.g. {path / 'NAME'})")
+    with contextlib.suppress(OSError):
+        if stat.S_ISBLK(os.stat(path).st_mode):  # a disk or partition: writing a report there destroys it
+            raise UserError(f"{label} {path} is a block device (a disk): give a file name")
     if not _written_directly(path):
         _check_can_create(label, path, Path(os.path.realpath(path)).parent)
 
@@ -161,47 +255,114 @@ def check_writable_dir(label: str, path: PathLike) -> None:
     _check_can_create(label, path, path)
 
 
-Paths = Mapping[str, Optional[PathLike]]
+Paths = Union[Mapping[str, Optional[PathLike]], Sequence[Tuple[str, Optional[PathLike]]]]
 
 
-def _given(paths: Optional[Paths]) -> Dict[str, Path]:
-    return {label: Path(p) for label, p in (paths or {}).items() if p is not None}
+def _given(paths: Optional[Paths]) -> List[Tuple[str, Path]]:
+    items = paths.items() if isinstance(paths, Mapping) else (paths or [])
+    return [(label, Path(p)) for label, p in items if p is not None]
 
 
 def check_outputs(outputs: Optional[Paths] = None, inputs: Optional[Paths] = None,
-                  input_dirs: Optional[Paths] = None, output_dirs: Optional[Paths] = None) -> None:
-    """Before any work: every output (labelled by its option) is writable, differs from every input
-    file and from the other outputs, and lies outside the input folders (a folder output does not
-    overlap them). ``None`` entries are options not given."""
-    files, dirs, read, read_dirs = _given(outputs), _given(output_dirs), _given(inputs), _given(input_dirs)
-    for label, path in dirs.items():
-        for other, folder in read_dirs.items():
+                  input_dirs: Optional[Paths] = None, output_dirs: Optional[Paths] = None,
+                  managed: Iterable[PathLike] = (), quiet: bool = False) -> None:
+    """The one guard, before any work: every output (labelled by its option) is writable, differs from
+    every input file and from the other outputs, and lies outside the input folders, also through a
+    symlink or a hard link; an output folder does not overlap an input folder nor hold a link into one.
+    Then the temporaries a killed run left where this run writes are removed. ``None`` entries are
+    options not given; ``managed`` output folders plan their own entries (not walked)."""
+    files, dirs = _given(outputs), _given(output_dirs)
+    read, read_dirs = _given(inputs), _given(input_dirs)
+    own = {os.path.realpath(p) for p in managed}
+    leftovers: List[Path] = []
+    for label, path in dirs:
+        for other, folder in read_dirs:
             if folders_overlap(path, folder):
-                raise UserError(f"{label} {path} overlaps {other} {folder}: choose a separate folder")
+                where = "it lies inside" if path_inside(path, folder) else "it holds"
+                raise UserError(f"{label} {path} overlaps {other} {folder} ({where} {other}): choose a "
+                                "separate folder")
         check_writable_dir(label, path)
-    seen: Dict[str, str] = {}
-    for label, path in files.items():
+        if os.path.realpath(path) not in own:
+            leftovers += _walk_output_dir(label, path, read, read_dirs)
+    seen: Dict[str, Tuple[str, Path]] = {}
+    for label, path in files:
         real = os.path.realpath(path)
         if real in seen and not _written_directly(path):
-            raise UserError(f"{label} {path} would overwrite {seen[real]} {files[seen[real]]}: give each output "
-                            "its own file")
-        seen[real] = label
-        for other, source in read.items():
-            if real == os.path.realpath(source) or _same_file(path, source):
+            first, where = seen[real]
+            raise UserError(f"{label} {path} would overwrite {first} {where}: give each output its own file")
+        seen[real] = (label, path)
+        for other, source in read:
+            if real == os.path.realpath(source) or same_file(path, source):
                 raise UserError(f"{label} {path} is {other}, an input of this run: writing it would destroy "
                                 "it; choose another output file")
-        for other, folder in read_dirs.items():
-            if path_inside(path, folder):
+        for other, folder in read_dirs:
+            if path_inside(path, folder) or _hard_linked_into(path, folder):
                 raise UserError(f"{label} {path} lies inside {other} {folder}: write outputs outside the "
                                 "input folders")
         check_writable(label, path)
+        if not _written_directly(path):
+            leftovers += temporaries_of(Path(real))
+    sweep_temporaries(leftovers, quiet)
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def _hard_linked_into(path: Path, folder: Path) -> bool:
+    """True when the existing file ``path`` is a hard link of a file under ``folder`` (looked for only when
+    the file has several links: rare, so the walk is too)."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return False
+    if status.st_nlink < 2 or not stat.S_ISREG(status.st_mode):
+        return False
+    key = (status.st_dev, status.st_ino)
+    for root, _dirs, names in os.walk(folder):
+        for name in names:
+            with contextlib.suppress(OSError):
+                found = os.stat(os.path.join(root, name))
+                if (found.st_dev, found.st_ino) == key:
+                    return True
+    return False
+
+
+def _walk_output_dir(label: str, folder: Path, read: List[Tuple[str, Path]],
+                     read_dirs: List[Tuple[str, Path]]) -> List[Path]:
+    """Walk an existing output folder (links not followed): UserError at a link that leads into an input
+    (writing through it would change the input); returns the temporaries found for the sweep."""
+    temporaries: List[Path] = []
+    for root, dirs, names in os.walk(folder):
+        for name in dirs + names:
+            entry = Path(root, name)
+            if _TEMPORARY.fullmatch(name) and name in names:
+                temporaries.append(entry)
+            if not entry.is_symlink():
+                continue
+            target = os.path.realpath(entry)
+            hits = [(other, source) for other, source in read if target == os.path.realpath(source)]
+            hits += [(other, source) for other, source in read_dirs if folders_overlap(target, source)]
+            if hits:
+                other, source = hits[0]
+                raise UserError(f"{label} {folder} holds {entry}, a link to {target} (in {other} {source}): "
+                                "writing through it would change an input; remove the link or choose "
+                                "another folder")
+    return temporaries
+
+
+def same_file(a: PathLike, b: PathLike) -> bool:
+    """True when ``a`` and ``b`` are the same file (also through links and hard links); False if either is absent."""
     try:
         return os.path.samefile(a, b)
     except OSError:
         return False
+
+
+def file_stamp(path: PathLike) -> List[int]:
+    """What tells a file's content changed without reading it: size, modification and change times, inode.
+
+    The change time cannot be set back (``cp -p`` and ``rsync -a`` restore the modification time only), and
+    a replaced file has another inode, so a stamp is never fooled the way a modification time alone is.
+    """
+    status = os.stat(path)
+    return [status.st_size, status.st_mtime_ns, status.st_ctime_ns, status.st_ino, status.st_dev]
 
 
 def write_text_atomic(path: PathLike, text: str) -> None:
@@ -215,17 +376,87 @@ def write_json_atomic(path: PathLike, obj: Any, indent: int = 1) -> None:
     write_text_atomic(path, json.dumps(obj, indent=indent) + "\n")
 
 
-def read_json(path: PathLike, what: str = "JSON file") -> Any:
-    """Read JSON; a missing or malformed file is a UserError naming it."""
+#: The most bytes a JSON file of ours may hold (a match of 65,535 clusters is 1.5 MB): a larger file, or
+#: an endless one (``/dev/zero``), is refused after reading this much, never read whole.
+JSON_MAX_BYTES = 64 << 20
+#: The deepest nesting accepted: our files are 3 levels deep at most.
+JSON_MAX_DEPTH = 32
+#: Integers beyond this many digits are refused (no file of ours needs them; int() would be slow).
+_MAX_DIGITS = 30
+_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",
+               bool: "true or false", type(None): "null"}
+
+
+class _Refused(ValueError):
+    """A JSON value our reader does not accept (raised from json's parse hooks)."""
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Refused(f"a number beyond the float range ({text[:40]})")
+    return value
+
+
+def _bounded(text: str) -> int:
+    if len(text.lstrip("-")) > _MAX_DIGITS:
+        raise _Refused(f"an integer of {len(text)} digits")
+    return int(text)
+
+
+def _constant(name: str) -> float:
+    raise _Refused(f"{name}, which is not a JSON number")
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests (iteratively: no recursion limit to hit)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def parse_json(data: Union[bytes, str], source: str, expect: Union[type, Tuple[type, ...]] = object) -> Any:
+    """Decode JSON that came from outside: strict (finite numbers only, no NaN or Infinity, integers of at
+    most 30 digits, at most JSON_MAX_DEPTH levels) and of the ``expect`` type; UserError naming ``source``."""
+    fix = "fix or regenerate it"
+    deep = UserError(f"{source} nests deeper than {JSON_MAX_DEPTH} levels: {fix}")
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        value = json.loads(text, parse_float=_finite, parse_int=_bounded, parse_constant=_constant)
+    except UnicodeDecodeError:
+        raise UserError(f"{source} is not UTF-8 text: {fix}") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{source} is not valid JSON ({exc.msg} at line {exc.lineno}): {fix}") from None
+    except _Refused as exc:
+        raise UserError(f"{source} holds {exc}: {fix}") from None
+    except RecursionError:
+        raise deep from None
+    if _depth(value) > JSON_MAX_DEPTH:
+        raise deep
+    kinds = expect if isinstance(expect, tuple) else (expect,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds and object not in kinds):
+        wanted = " or ".join(dict.fromkeys(_JSON_TYPES.get(kind, kind.__name__) for kind in kinds))
+        raise UserError(f"{source} holds {_JSON_TYPES.get(type(value), 'a value')}, expected {wanted}: {fix}")
+    return value
+
+
+def read_json(path: PathLike, what: str = "JSON file", expect: Union[type, Tuple[type, ...]] = object,
+              max_bytes: int = JSON_MAX_BYTES) -> Any:
+    """Read a JSON file through :func:`parse_json`, never more than ``max_bytes`` of it; a missing,
+    unreadable, too large or malformed file is a UserError naming it."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as stream:
+            data = stream.read(max_bytes + 1)
     except FileNotFoundError:
         raise UserError(f"{what} {path} not found: check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read {what} {path}: {exc}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{what} {path} is not valid JSON ({exc.msg} at line {exc.lineno}): "
-                        "fix or regenerate it") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if len(data) > max_bytes:
+        raise UserError(f"{what} {path} is larger than {max_bytes >> 20} MiB (or endless): not a file this "
+                        "command reads; check the path")
+    return parse_json(data, f"{what} {path}", expect)

@@ -2,24 +2,26 @@
 
 The cache (``$IMAGENETS_CACHE`` or ``~/.cache/imagenets``, then ``<commit>/``) is filled on first use
 from the official repository at a pinned commit, every file checked against its pinned SHA-256, on
-download and again on every load (hashed only when its size or mtime changed since the last check).
+download and again on every load. Every list read, from any source, is hashed too: one that is not the
+official one is used (a subset on purpose is legitimate) with a warning, and results say so
+(``Metadata.official``). Every path a list holds must stay inside the folder it is joined to.
 """
 
 from __future__ import annotations
 
 import ast
-import json
+import hashlib
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Set, Tuple, Union
 
 from . import digests
 from .download import ChecksumError, DownloadError, download, file_digest
 from .errors import UserError, info, warn
-from .fileio import write_json_atomic
+from .names import relative_path_problem
 from .progress import progress
-from .subsets import META_COMMIT, Subset, get_subset
+from .subsets import META_COMMIT, SUBSETS, Subset, get_subset
 
 ENV_META_DIR = "IMAGENETS_META_DIR"
 ENV_CACHE = "IMAGENETS_CACHE"
@@ -38,6 +40,12 @@ SOURCE_HINT = f"{SOURCE_DIR_HINT}, or run `imagenets meta download` once while o
 
 SubsetLike = Union[Subset, int, str]
 Pair = Tuple[str, str]
+
+#: The most bytes a list (or data.py) may hold: the largest official list is 2.1 MB.
+LIST_MAX_BYTES = 64 << 20
+DATA_PY_MAX_BYTES = 1 << 20
+#: Metadata folders already warned about as not official, so that a process (the demo) says it once.
+_WARNED: Set[str] = set()
 
 
 # ---- where the metadata lives --------------------------------------------------------------
@@ -63,53 +71,20 @@ def _pinned_sha256(rel: str) -> str:
     return digests.DATA_PY_SHA256 if rel == digests.DATA_PY else digests.LIST_SHA256[rel]
 
 
-def stamps_path() -> Path:
-    """``.<commit>.verified.json`` beside the cache: a (size, mtime_ns, SHA-256) stamp per verified file."""
-    root = cache_dir()
-    return root.with_name(f".{root.name}.verified.json")
-
-
-def _read_stamps() -> Dict[str, Any]:
-    try:
-        stamps = json.loads(stamps_path().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}  # absent or unreadable: every file is hashed again, nothing worse
-    return stamps if isinstance(stamps, dict) else {}
-
-
-def _stamp(path: Path, sha256: str) -> List[Any]:
-    status = path.stat()
-    return [status.st_size, status.st_mtime_ns, sha256]
-
-
-def _save_stamps(stamps: Dict[str, Any]) -> None:
-    try:
-        write_json_atomic(stamps_path(), stamps)
-    except OSError:
-        pass  # a read-only cache folder: later loads hash again, nothing worse
-
-
 def cache_problems() -> Dict[str, str]:
     """Cache files that are ``"missing"`` or ``"changed"`` (present without their pinned SHA-256).
 
-    A file is hashed only when its size, mtime or pin differ from the stamp of its last check.
+    Every file is hashed on every call: the lists and data.py are 6 MB together, hashed in milliseconds,
+    so a file edited and given its old size and time back is caught as well.
     """
-    root, stamps = cache_dir(), _read_stamps()
-    verified: Dict[str, Any] = {}
+    root = cache_dir()
     problems: Dict[str, str] = {}
     for rel in cache_files():
-        path, pinned = root / rel, _pinned_sha256(rel)
+        path = root / rel
         if not path.is_file():
             problems[rel] = "missing"
-            continue
-        # Stat before hashing: a write during the hash changes the mtime, so the next check hashes again.
-        stamp = _stamp(path, pinned)
-        if stamps.get(rel) != stamp and file_digest(path) != pinned:
+        elif file_digest(path) != _pinned_sha256(rel):
             problems[rel] = "changed"
-            continue
-        verified[rel] = stamp
-    if verified != stamps:
-        _save_stamps(verified)
     return problems
 
 
@@ -151,13 +126,10 @@ def fill_cache(force: bool = False, quiet: bool = False,
     except DownloadError as exc:
         raise DownloadError(f"cannot download the ImageNet-S metadata ({exc.url}: {exc.reason}); "
                             f"rerun when online to resume, or {SOURCE_HINT}", exc.url, exc.reason) from None
-    stamps = _read_stamps()
     for rel in wanted:
         (target / rel).parent.mkdir(parents=True, exist_ok=True)
         os.replace(staging / rel, target / rel)
-        stamps[rel] = _stamp(target / rel, _pinned_sha256(rel))  # verified by download()
     shutil.rmtree(staging, ignore_errors=True)
-    _save_stamps(stamps)
     return target
 
 
@@ -202,6 +174,28 @@ def load_metadata(meta_dir: Optional[Union[str, "os.PathLike[str]"]] = None, qui
     return Metadata(root, source)
 
 
+def _read_capped(path: Path, cap: int) -> bytes:
+    """A metadata file's bytes; ValueError (not read whole) when it holds more than ``cap`` (or is endless)."""
+    with open(path, "rb") as stream:
+        data = stream.read(cap + 1)
+    if len(data) > cap:
+        raise ValueError(f"larger than {cap >> 20} MiB: not a metadata file")
+    return data
+
+
+def official_size(rel: str) -> Optional[Tuple[int, str]]:
+    """(entries, what they are) of the official list ``rel`` (``names/ImageNetS_im50_validation.txt``...)."""
+    for subset in SUBSETS.values():
+        sizes = {subset.categories_file: (subset.num_classes, "classes"),
+                 subset.validation_names_file: (subset.validation, "images"),
+                 subset.train_semi_names_file: (subset.train_semi, "images"),
+                 subset.mapping_file("validation"): (subset.validation, "images"),
+                 subset.mapping_file("test"): (subset.test, "images")}
+        if rel in sizes:
+            return sizes[rel]
+    return None
+
+
 # ---- class names from data.py (parsed, never executed) ---------------------------------------
 
 def _class_targets(node: ast.AST) -> List[str]:
@@ -223,11 +217,14 @@ def read_data_py(path: Path) -> Dict[str, Any]:
     The official file sets ``self.classes_K = "a, b, ..."`` in ``EvalDataset.__init__``, then rebinds it
     to ``['background'] + ....split(', ')``; older shapes are module constants. Only literals count.
     """
+    fix = "use the official data/data.py, or remove it to fall back to classnames/"
     try:
-        tree = ast.parse(path.read_bytes(), filename=str(path))
+        source = _read_capped(path, DATA_PY_MAX_BYTES)
+        tree = ast.parse(source, filename=str(path))
     except (OSError, SyntaxError, ValueError) as exc:
-        raise UserError(f"cannot parse {path} ({exc}): use the official data/data.py, "
-                        "or remove it to fall back to classnames/") from None
+        raise UserError(f"cannot parse {path} ({exc}): {fix}") from None
+    except (RecursionError, MemoryError):  # an expression nested beyond what the parser can hold
+        raise UserError(f"cannot parse {path}: it nests too deeply for Python's parser: {fix}") from None
     assignments = [node for node in ast.walk(tree) if _class_targets(node)]
     # ast.walk goes breadth-first; source order decides which assignment is "first".
     assignments.sort(key=lambda node: (node.lineno, node.col_offset))
@@ -282,12 +279,35 @@ def classnames_file(subset: SubsetLike) -> str:
 
 
 class Metadata:
-    """The official lists of one metadata directory; each list is read once, on first use."""
+    """The official lists of one metadata directory; each list is read once, on first use, hashed against
+    its pinned digest (``lists``: rel -> official or not) and checked for paths that leave their folder."""
 
     def __init__(self, root: Union[str, "os.PathLike[str]"], source: str = SOURCE_OPTION) -> None:
         self.root = Path(root)
         self.source = source
         self._memo: Dict[Any, Any] = {}
+        self.lists: Dict[str, bool] = {}
+
+    @property
+    def official(self) -> bool:
+        """True when every list read so far is byte for byte the official one (what JSON results record
+        as ``"official_lists"``)."""
+        return all(self.lists.values())
+
+    def _check_official(self, rel: str, data: bytes, entries: int) -> None:
+        pinned = digests.LIST_SHA256.get(rel)
+        if pinned is None:
+            return
+        self.lists[rel] = hashlib.sha256(data).hexdigest() == pinned
+        folder = os.path.realpath(self.root)
+        if self.lists[rel] or folder in _WARNED:
+            return
+        _WARNED.add(folder)  # one line per folder: the first list that differs says it for all of them
+        count, what = official_size(rel) or (0, "entries")
+        size = (f"{entries} {what}, as many as the official one but not the same" if entries == count
+                else f"{entries} {what}; the official one has {count}")
+        warn(f"{self.source} {self.root}: {rel} is not the official list ({size}): numbers computed on it "
+             "are not the benchmark's, and JSON results record \"official_lists\": false")
 
     def __repr__(self) -> str:
         return f"Metadata({str(self.root)!r}, source={self.source!r})"
@@ -303,14 +323,20 @@ class Metadata:
         if key not in self._memo:
             path = self.root / rel
             try:
-                text = path.read_bytes().decode("utf-8")
+                data = _read_capped(path, LIST_MAX_BYTES)
+                text = data.decode("utf-8")
             except FileNotFoundError:
                 raise UserError(f"{path} not found ({self.source}): {self._fix()}") from None
-            except (OSError, UnicodeDecodeError) as exc:
+            except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
                 raise UserError(f"cannot read {path} ({exc}): {self._fix()}") from None
             # splitlines() also takes CRLF; blank lines (a final newline) are not entries.
             self._memo[key] = [line.strip() for line in text.splitlines() if line.strip()]
+            self._check_official(rel, data, len(self._memo[key]))
         return self._memo[key]
+
+    def _unsafe(self, rel: str, number: int, name: str, problem: str) -> UserError:
+        return UserError(f"{self.root / rel} line {number}: {name!r} is unsafe ({problem}): every path in a "
+                         f"list must be relative and stay inside its folder; {self._fix()}")
 
     def _pairs(self, rel: str) -> List[Pair]:
         key = ("pairs", rel)
@@ -321,6 +347,10 @@ class Metadata:
                 if len(fields) != 2:
                     raise UserError(f"{self.root / rel} line {number} has {len(fields)} fields, expected "
                                     f"2 ('source target'): {self._fix()}")
+                for name in fields:  # a list decides where files are read and written: none may leave
+                    problem = relative_path_problem(name)
+                    if problem:
+                        raise self._unsafe(rel, number, name, problem)
                 pairs.append((fields[0], fields[1]))
             self._memo[key] = pairs
         return list(self._memo[key])
@@ -330,6 +360,11 @@ class Metadata:
         subset = get_subset(subset)
         key = ("categories", subset.num_classes)
         if key not in self._memo:
+            for number, wnid in enumerate(self._lines(subset.categories_file), 1):
+                problem = relative_path_problem(wnid) or ("a '/'" if "/" in wnid else "") or (
+                    "nothing but '.'" if wnid == "." else "")
+                if problem:  # a wnid names a folder (train/<wnid>): one plain name
+                    raise self._unsafe(subset.categories_file, number, wnid, problem)
             wnids = sorted(self._lines(subset.categories_file))
             if len(wnids) != subset.num_classes or len(set(wnids)) != len(wnids):
                 raise UserError(f"{self.root / subset.categories_file} holds {len(set(wnids))} distinct "

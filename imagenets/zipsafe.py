@@ -8,19 +8,18 @@ whatever the headers claim), small files above their own cap. Read errors become
 
 from __future__ import annotations
 
-import contextlib
+import os
 import posixpath
 import re
-import signal
 import stat
-import threading
 import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 from imagenets.errors import UserError, first_few
+from imagenets.names import relative_path_problem
 from imagenets.progress import progress
 
 
@@ -68,12 +67,9 @@ def entry_problem(info: zipfile.ZipInfo) -> str:
     """Why one entry is unsafe or unreadable, as a noun phrase ("" when it is fine)."""
     name = info.filename
     mode = info.external_attr >> 16
-    if "\\" in name or "\0" in name:
-        return "a backslash or NUL in the name"
-    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
-        return "an absolute path"
-    if ".." in name.split("/"):
-        return "a '..' component"
+    problem = relative_path_problem(name)
+    if problem:
+        return problem
     if normalise_name(name) == "." and not info.is_dir():
         return "an empty name"
     if stat.S_ISLNK(mode):
@@ -134,6 +130,15 @@ def vet_entries(infos: Sequence[zipfile.ZipInfo], source: Path, max_size: Option
 
 def open_zip(path: Path, fix: str, missing_fix: str = "check the path") -> zipfile.ZipFile:
     """Open a zip; a missing or unreadable file is a UserError ending with ``fix``."""
+    try:
+        kind = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise UserError(f"{path} not found: {missing_fix}") from None
+    except OSError as exc:
+        raise UserError(f"{path} is not a readable zip ({exc.strerror or exc}): {fix}") from None
+    if not stat.S_ISREG(kind):  # zipfile reads a device (/dev/zero) or a pipe to its end looking for the index
+        what = "a folder" if stat.S_ISDIR(kind) else "not a regular file (a device or pipe)"
+        raise UserError(f"{path} is {what}, not a zip: {fix}")
     try:
         return zipfile.ZipFile(path)
     except FileNotFoundError:
@@ -209,27 +214,3 @@ def read_capped(path: Path, cap: int, what: str) -> bytes:
     if len(data) > cap:
         raise UserError(f"{what} is larger than {cap} bytes: refused")
     return data
-
-
-class Terminated(SystemExit):
-    """SIGTERM, turned into an exit so that ``finally`` blocks and context managers clean up."""
-
-
-def _raise_terminated(signum, _frame) -> None:
-    raise Terminated(128 + signum)
-
-
-@contextlib.contextmanager
-def exit_on_sigterm() -> Iterator[None]:
-    """Within the block, SIGTERM raises ``Terminated`` (exit status 143) instead of killing outright.
-
-    A no-op outside the main thread, where Python cannot install signal handlers.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import json
 from pathlib import Path
 
@@ -184,3 +185,51 @@ def test_aggregate_refuses_runs_of_other_splits(case, tmp_path, capsys):
     b.write_text(json.dumps({**run, "images": 3}))
     rc = exit_status(aggregate.COMMAND.main, [str(a), str(b)])
     assert_one_error(rc, capsys.readouterr().err, str(a), str(b), "images")
+
+
+# ---- numbers and files from outside: one line, before any work ---------------------------------------
+
+def test_a_negative_seed_is_one_line_for_evaluate_and_compare(case, capsys):
+    counts = save_counts(case, "a.npz")
+    rc = exit_status(EVALUATE.main, base_args(case) + ["--bootstrap", "10", "--seed", "-1"])
+    assert_one_error(rc, capsys.readouterr().err, "--seed", "'-1'")
+    rc = exit_status(compare.COMMAND.main, [str(counts), str(counts), "--seed", "-1", "--quiet"])
+    assert_one_error(rc, capsys.readouterr().err, "--seed", "'-1'")
+
+
+@pytest.mark.parametrize("value", ["100000000000", "1e3", "-3"])
+def test_bootstrap_resamples_are_bounded(case, capsys, monkeypatch, value):
+    calls = []
+    monkeypatch.setattr("imagenets.evaluation.engine.bootstrap.bootstrap_intervals", lambda *a, **k: calls.append(a))
+    rc = exit_status(EVALUATE.main, base_args(case) + ["--bootstrap", value])
+    assert_one_error(rc, capsys.readouterr().err, "--bootstrap", "100000")
+    assert calls == []
+
+
+def test_bootstrap_shows_its_progress(case, capsys):
+    assert EVALUATE.main([a for a in base_args(case) if a != "--quiet"] + ["--bootstrap", "300"]) == 0
+    assert "bootstrap (300 resamples)" in capsys.readouterr().err
+
+
+def _run_file(case, tmp_path, name, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize("bad", ["1e308", "1" * 400, "-5", "[" * 5000 + "]" * 5000],
+                         ids=["1e308", "400-digits", "negative", "deep"])
+def test_aggregate_refuses_a_value_that_is_no_percentage_in_one_line(case, tmp_path, capsys, bad):
+    run = json.dumps(evaluate(case))
+    good = _run_file(case, tmp_path, "good.json", run)
+    hostile = _run_file(case, tmp_path, "bad.json", re.sub(r'"mIoU": [^,]+,', f'"mIoU": {bad},', run))
+    rc = exit_status(aggregate.COMMAND.main, [good, hostile])
+    assert_one_error(rc, capsys.readouterr().err, hostile)
+
+
+def test_aggregate_records_whether_every_run_used_the_official_lists(case, tmp_path, capsys):
+    run = evaluate(case)
+    assert run["official_lists"] is False  # conftest's synthetic lists
+    paths = [_run_file(case, tmp_path, f"{i}.json", json.dumps({**run, "official_lists": i == 0})) for i in (0, 1)]
+    assert aggregate.COMMAND.main(paths + ["--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["official_lists"] is False

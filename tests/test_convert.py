@@ -126,10 +126,12 @@ def test_low_bit_depth_gray_is_refused_not_rescaled(tmp_path):
     assert not (tmp_path / "out" / "x.png").exists()
 
 
-def test_output_inside_input_is_refused(masks):
+def test_output_inside_input_is_refused(masks, capsys):
     folder, _ = masks
-    with pytest.raises(UserError, match="overlaps"):
-        convert_tree(folder, folder / "gray", "gray16", quiet=True)
+    assert run_command(["convert", "--to", "gray16", "--input-dir", str(folder), "--output-dir",
+                        str(folder / "gray")]) == 2
+    assert "overlaps --input-dir" in capsys.readouterr().err
+    assert not (folder / "gray").exists()
 
 
 def test_empty_input_is_refused(tmp_path):

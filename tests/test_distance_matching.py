@@ -21,6 +21,7 @@ from PIL import Image
 
 import torch.nn.functional as F
 
+from helpers import exit_status
 from imagenets.evaluation.distance_matching import command as dm
 from imagenets.evaluation.distance_matching import vote as dm_vote
 from imagenets.evaluation.distance_matching.bank import cache_path, resized_size, upsample
@@ -526,9 +527,18 @@ def test_parent_folder_is_accepted_as_dataset(tree, tmp_path):
     tree.check_predictions(tmp_path / "out", "test")
 
 
+@pytest.mark.parametrize("inside", ["ImageNetS50/out", "ImageNetS50/validation"])
+def test_output_dir_inside_the_dataset_is_refused_before_any_work(tree, capsys, inside):
+    out = tree.base / inside
+    existed = out.exists()
+    assert _main(tree.argv(out, "validation")) == 2
+    assert "--output-dir" in _error_line(capsys) and out.exists() == existed
+
+
 @pytest.mark.parametrize("flag, value", [("-k", "0"), ("-T", "0"), ("--batch-size", "0"), ("--limit", "0")])
 def test_nonsense_options_exit_2(tree, tmp_path, capsys, flag, value):
-    assert _main(tree.argv(tmp_path / "out", "validation", f"{MODULE}:make_model", flag, value)) == 2
+    argv = tree.argv(tmp_path / "out", "validation", f"{MODULE}:make_model", flag, value)
+    assert exit_status(_main, argv) == 2
     assert flag in _error_line(capsys)
 
 

@@ -223,4 +223,4 @@ def test_console_script_and_script_file_work(case):
     pred_path(case, 0).unlink()
     done = run_tool([script] + base_args(case), case["tmp"])
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert done.stderr.startswith("error: 1 of 8 prediction PNGs are missing")
+    assert done.stderr.splitlines()[-1].startswith("error: 1 of 8 prediction PNGs are missing")

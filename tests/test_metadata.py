@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from imagenets import cli, digests
+from imagenets import cli, digests, metadata
 from imagenets.errors import UserError
 from imagenets.metadata import Metadata, cache_dir, load_metadata, names_from_constant, read_data_py
 from imagenets.subsets import SUBSETS
-from helpers import cut_in_half, official_data_py, read_class_names
+from helpers import METHOD_ARGS, assert_one_error, cut_in_half, official_data_py, read_class_names
 
 
 def read_classnames(meta_dir: Path, k: int) -> dict:
@@ -253,3 +253,102 @@ def test_meta_path_reports_a_cached_list_cut_in_half_as_not_verified(meta_dir, m
     assert cli.main(["meta", "path"]) == 2
     out = capsys.readouterr().out
     assert f"incomplete, 1 of 16 files not verified ({rel}: not the pinned SHA-256)" in out
+
+
+# ---- lists from outside: paths stay inside, digests say whether they are the official ones --------------
+
+VALIDATION = SUBSETS[50].validation_names_file
+TEST_MAPPING = SUBSETS[50].mapping_file("test")
+
+
+def _replace_first_line(path: Path, line: str) -> None:
+    lines = path.read_text(encoding="utf-8").split("\n")
+    path.write_text("\n".join([line] + lines[1:]), encoding="utf-8")
+
+
+@pytest.mark.parametrize("dst", ["../../../../outside/n01443537/ILSVRC2012_test_00000001.JPEG",
+                                 "{tmp}/absolute/ILSVRC2012_test_00000001.JPEG",
+                                 "C:/imagenets/ILSVRC2012_test_00000001.JPEG",
+                                 "n01443537/../../../ILSVRC2012_test_00000001.JPEG"])
+def test_prepare_refuses_a_list_whose_destination_leaves_the_save_dir(meta_dir, inet50, tmp_path, capsys, dst):
+    lists = copy_lists(meta_dir, tmp_path / "meta")
+    src = (lists / TEST_MAPPING).read_text().split("\n")[0].split()[0]
+    _replace_first_line(lists / TEST_MAPPING, f"{src} {dst.format(tmp=tmp_path)}")
+    dest = tmp_path / "work" / "dest"
+    status = cli.main(["prepare", "--imagenet-dir", str(inet50.root), "--save-dir", str(dest), "--mode", "50",
+                       "--steps", "test", "--meta-dir", str(lists), "--quiet"])
+    assert_one_error(status, capsys.readouterr().err, TEST_MAPPING, "line 1", "is unsafe",
+                     "must be relative and stay inside")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["meta"]  # nothing written, inside or outside
+
+
+@pytest.mark.parametrize("command", ["evaluate", "verify", "submission", "score"])
+def test_every_command_refuses_a_list_holding_an_unsafe_path(case, capsys, command):
+    _replace_first_line(case["meta_dir"] / VALIDATION,
+                        "n01443537/ILSVRC2012_val_00000001.JPEG ../../n01443537/ILSVRC2012_val_00000001.png")
+    common = ["--mode", "50", "--meta-dir", str(case["meta_dir"]), "--quiet"]
+    (case["root"] / "ImageNetS50").mkdir()  # what verify looks for
+    argv = {"evaluate": ["--predict-dir", str(case["pred"]), "--gt-dir", str(case["gt"]), "--match",
+                         str(case["match"])],
+            "verify": [str(case["root"])],
+            "submission": ["--predict-dir", str(case["pred"]), "--split", "validation", "--protocol", "free",
+                           *METHOD_ARGS, "-o", str(case["root"] / "sub.zip")],
+            "score": [str(case["root"] / "absent.zip"), "--gt-dir", str(case["gt"]), "--split", "validation"]}
+    assert_one_error(cli.main([command, *argv[command], *common]), capsys.readouterr().err, VALIDATION,
+                     "is unsafe (a '..' component)")
+    assert not (case["root"] / "sub.zip").exists()
+
+
+def test_a_category_that_is_not_a_plain_name_is_refused(meta_dir, tmp_path):
+    lists = copy_lists(meta_dir, tmp_path)
+    _replace_first_line(lists / SUBSETS[50].categories_file, "../n01443537")
+    with pytest.raises(UserError, match="is unsafe"):
+        load_metadata(meta_dir=lists).categories(50)
+
+
+def test_a_list_that_is_not_the_official_one_is_used_with_one_warning_and_recorded(case, capsys, monkeypatch):
+    monkeypatch.setattr(metadata, "_WARNED", set())  # the fixture read the lists already
+    out = case["root"] / "eval.json"
+    argv = ["evaluate", "--predict-dir", str(case["pred"]), "--gt-dir", str(case["gt"]), "--mode", "50",
+            "--match", str(case["match"]), "--workers", "0", "--quiet", "--output", str(out)]
+    for how in ("--meta-dir", "IMAGENETS_META_DIR"):
+        if how == "--meta-dir":
+            status = cli.main(argv + ["--meta-dir", str(case["meta_dir"])])
+        else:
+            monkeypatch.setenv("IMAGENETS_META_DIR", str(case["meta_dir"]))
+            status = cli.main(argv)
+        assert status == 0
+        warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+        if how == "--meta-dir":  # said once per folder and process
+            assert len(warnings) == 1, warnings
+            images = len(case["names"])
+            assert VALIDATION in warnings[0] and how in warnings[0]
+            assert f"({images} images; the official one has 752)" in warnings[0]
+        assert json.loads(out.read_text())["official_lists"] is False
+
+
+def test_a_list_edited_at_the_same_size_is_not_official(meta_dir, tmp_path):
+    lists = copy_lists(meta_dir, tmp_path)
+    text = (lists / VALIDATION).read_text()
+    first, second = text.split("\n")[:2]
+    (lists / VALIDATION).write_text(text.replace(first, "\0", 1).replace(second, first, 1).replace("\0", second, 1))
+    meta = load_metadata(meta_dir=lists)
+    assert len(meta.validation_names(50)) == 752 and not meta.official
+    assert load_metadata(meta_dir=meta_dir).validation_names(50) and load_metadata(meta_dir=meta_dir).official
+
+
+def test_the_official_lists_evaluate_without_a_warning_and_say_so(golden_dir, meta_dir, tmp_path, capsys):
+    case = golden_dir / "eval50"
+    out = tmp_path / "eval.json"
+    assert cli.main(["evaluate", "--predict-dir", str(case / "pred"), "--gt-dir", str(case / "gt"), "--mode", "50",
+                     "--meta-dir", str(meta_dir), "--workers", "2", "--quiet", "--output", str(out)]) == 0
+    assert "official" not in capsys.readouterr().err
+    assert json.loads(out.read_text())["official_lists"] is True
+
+
+def test_a_data_py_too_deep_for_the_parser_is_one_error(meta_dir, tmp_path):
+    lists = copy_lists(meta_dir, tmp_path)
+    names = {50: read_class_names(meta_dir, 50)}
+    (lists / "data.py").write_text(official_data_py(names) + "\nweights = " + "+".join(["1"] * 300_000) + "\n")
+    with pytest.raises(UserError, match="nests too deeply"):
+        load_metadata(meta_dir=lists).class_names(50)

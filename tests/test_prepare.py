@@ -17,7 +17,7 @@ from imagenets.datapreparation.prepare import COMMAND
 from imagenets.datapreparation.transfer import TMP_SUFFIX
 from imagenets.cli import run_command
 from fake_imagenet import OUTSIDE_WNIDS, build_fake_imagenet, jpeg_comment, tree_snapshot
-from helpers import hardlink_copy
+from helpers import exit_status, hardlink_copy
 from imagenets.metadata import Metadata, load_metadata
 from imagenets.subsets import get_subset
 
@@ -236,7 +236,8 @@ def test_dry_run_writes_nothing(inet50, meta_dir, tmp_path, capsys):
 
 
 def test_unknown_step_is_a_clear_error(meta_dir, tmp_path, capsys):
-    assert prepare(meta_dir, tmp_path, tmp_path, "--steps", "train,masks") == 2
+    assert exit_status(lambda argv: prepare(meta_dir, tmp_path, tmp_path / "dest", *argv),
+                       ["--steps", "train,masks"]) == 2
     assert "--steps: unknown step masks" in capsys.readouterr().err
 
 

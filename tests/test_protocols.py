@@ -376,3 +376,33 @@ def test_test_split_takes_its_list_from_the_test_mapping(case, capsys):
                                     workers=0, quiet=True, names=masks)
     assert result["images"] == len(masks)
     assert_same_numbers(result, expected)
+
+
+@pytest.mark.parametrize("how", ["rsync -a", "cp -p"])
+def test_apply_match_rewrites_predictions_replaced_with_their_times_kept(case, tmp_path, how):
+    out = case["root"] / "matched"
+    apply_match.apply_match(case["pred"], case["match"], out, workers=0, quiet=True)
+    mask = first_mask(case)
+    source = case["pred"] / mask
+    stamp = source.stat()
+    replacement = tmp_path / "new.png"
+    write_mask(replacement, np.zeros_like(read_mask(source)))  # another method's prediction: all "other"
+    if how == "rsync -a":  # a new file renamed over the old one, its times set back
+        os.utime(replacement, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+        os.replace(replacement, source)
+    else:  # the old file rewritten in place, its times set back
+        source.write_bytes(replacement.read_bytes())
+        os.utime(source, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    stats = apply_match.apply_match(case["pred"], case["match"], out, workers=0, quiet=True)
+    assert (stats.written, stats.kept) == (1, len(case["names"]) - 1)
+    assert not read_mask(out / mask).any()
+
+
+def test_apply_match_rewrites_an_output_edited_since(case):
+    out = case["root"] / "matched"
+    apply_match.apply_match(case["pred"], case["match"], out, workers=0, quiet=True)
+    mask = first_mask(case)
+    expected = read_mask(out / mask)
+    write_mask(out / mask, np.zeros_like(expected))
+    stats = apply_match.apply_match(case["pred"], case["match"], out, workers=0, quiet=True)
+    assert stats.written == 1 and np.array_equal(read_mask(out / mask), expected)

@@ -18,9 +18,9 @@ import pytest
 
 from imagenets.cli import main as imagenets_main
 from imagenets.codec import read_mask, write_mask
-from imagenets.zipsafe import Terminated, exit_on_sigterm
+from imagenets.fileio import STALE_AFTER_S, Terminated, exit_on_sigterm
 from imagenets.evaluation.engine.evaluation import evaluate_predictions
-from imagenets.evaluation.protocols import apply_match, score, submission
+from imagenets.evaluation.protocols import apply_match, score
 
 from helpers import SUBSET, assert_same_numbers, direct_eval, first_mask, score_zip, submit
 
@@ -152,15 +152,14 @@ def test_out_of_range_refusal_says_how_to_apply_the_match_and_the_flag_allows_th
 
 def test_a_stale_temporary_zip_is_removed_on_the_next_run(case):
     stale = case["root"] / ".sub.zip.abcd_123.tmp"
-    fresh = case["root"] / ".sub.zip.efgh_456.tmp"  # maybe a run writing right now: kept
-    other = case["root"] / ".notes.txt.abcd_123.tmp"
-    for path in (stale, fresh, other):
+    other = case["root"] / ".notes.txt.abcd_123.tmp"  # another file's: not this run's business
+    for path in (stale, other):
         path.write_bytes(b"PK half")
-    old = time.time() - 2 * submission.STALE_AFTER_S
+    old = time.time() - 2 * STALE_AFTER_S
     for path in (stale, other):
         os.utime(path, (old, old))
     assert submit(case, case["pred"], "--match", str(case["match"])) == 0
-    assert not stale.exists() and fresh.exists() and other.exists()
+    assert not stale.exists() and other.exists()
 
 
 # ---- the README example runs as written ---------------------------------------------------------
@@ -299,3 +298,25 @@ def test_sigterm_handler_is_restored_after_the_block():
     with exit_on_sigterm():
         assert signal.getsignal(signal.SIGTERM) != before
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def _rewritten(official: Path, target: Path, name: str, data: bytes) -> Path:
+    with zipfile.ZipFile(official) as old, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as new:
+        for info in old.infolist():
+            new.writestr(info, data if info.filename == name else old.read(info))
+    return target
+
+
+def test_a_png_cut_short_is_named_by_its_zip_entry(case, capsys, official, scratch):
+    mask = first_mask(case)
+    with zipfile.ZipFile(official) as archive:
+        head = archive.read(mask)[:60]  # the header survives: only decoding finds it
+    bad = _rewritten(official, case["root"] / "cut.zip", mask, head)
+    last = assert_one_line_refusal(case, capsys, bad, scratch).strip().splitlines()[-1]
+    assert f"{bad}:{mask}" in last and "imagenets-score-" not in last
+
+
+def test_a_match_json_nested_too_deep_is_a_listed_problem(case, capsys, official, scratch):
+    bad = _rewritten(official, case["root"] / "deep.zip", "match.json", b"[" * 5000 + b"]" * 5000)
+    err = assert_one_line_refusal(case, capsys, bad, scratch)
+    assert "match: 1 match.json problems" in err and "nests deeper than" in err

@@ -370,3 +370,35 @@ def test_match_and_rematch_exclude_each_other(writable, capsys):
 
 def test_bad_thresholds_option_is_one_line(writable, capsys):
     assert_one_error(2, run_bad(writable, capsys, "--thresholds", "0:1:-0.1"), "--thresholds", "STEP")
+
+
+@pytest.mark.parametrize("spec", ["0:1:1e-30", "0:1e30:1", "0,1e400", "0.5,1e39", "0,1_0"])
+def test_thresholds_past_any_count_or_float32_are_one_line(writable, capsys, spec):
+    assert_one_error(2, run_bad(writable, capsys, "--thresholds", spec), "--thresholds")
+
+
+@pytest.mark.parametrize("option, target", [("--output", "match"), ("--plot", "gt"), ("--output", "scores"),
+                                            ("--plot", "pred")])
+def test_outputs_never_overwrite_an_input(writable, capsys, option, target):
+    mask = writable["masks"][0]
+    path = {"match": writable["match"], "gt": writable["gt"] / mask, "pred": writable["pred"] / mask,
+            "scores": score_file(writable)}[target]
+    before = path.read_bytes()
+    rc = COMMAND.main(base_args(writable, "--quiet", "--match", str(writable["match"]), option, str(path)))
+    assert_one_error(rc, capsys.readouterr().err, option, str(path))
+    assert path.read_bytes() == before
+
+
+def test_an_output_folder_nobody_may_write_is_refused_before_the_curve(writable, capsys, monkeypatch):
+    counted = []
+    monkeypatch.setattr("imagenets.evaluation.threshold_curve.threshold_curve", lambda *a, **k: counted.append(1))
+    rc = COMMAND.main(base_args(writable, "--quiet", "--plot", "/proc/imagenets-test/curve.png"))
+    line = assert_one_error(rc, capsys.readouterr().err, "--plot", "cannot write in /proc")
+    assert counted == [] and ".tmp" not in line
+
+
+def test_a_match_that_moves_other_to_a_class_is_refused_before_the_curve(writable, capsys):
+    moved = writable["tmp"] / "moved.json"
+    moved.write_text(json.dumps({**json.loads(writable["match"].read_text()), "0": 5}))
+    err = run_bad(writable, capsys, "--match", str(moved))
+    assert_one_error(2, err, "--match", "maps id 0 to class 5", '"0": 0')

@@ -69,7 +69,8 @@ def test_report_says_which_check_was_made(tree50, meta_dir, capsys):
     assert "every mask decoded" in capsys.readouterr().out
 
 
-def test_deep_check_finds_empty_images_garbage_masks_and_wrong_sizes(tree50, meta, meta_dir, capsys):
+def damage(tree50, meta):
+    """An empty image, a garbage mask and a mask of another size (one damaged copy of each kind)."""
     out = tree50 / "ImageNetS50"
     image, mask = meta.validation_names(50)[0]
     semi_mask = meta.train_semi_names(50)[0][1]
@@ -78,6 +79,12 @@ def test_deep_check_finds_empty_images_garbage_masks_and_wrong_sizes(tree50, met
         path.write_bytes(data)
     (out / "train-semi-segmentation" / semi_mask).unlink()
     write_mask(out / "train-semi-segmentation" / semi_mask, np.zeros((3, 4), dtype=np.int32))
+    return [out / "validation" / image, out / "validation-segmentation" / mask,
+            out / "train-semi-segmentation" / semi_mask]
+
+
+def test_deep_check_finds_empty_images_garbage_masks_and_wrong_sizes(tree50, meta, meta_dir, capsys):
+    damage(tree50, meta)
     assert verify(meta_dir, tree50, "--json") == 0  # names only: every file is there
     capsys.readouterr()
     assert verify(meta_dir, tree50, "--json", "--deep") == 1
@@ -87,6 +94,39 @@ def test_deep_check_finds_empty_images_garbage_masks_and_wrong_sizes(tree50, met
     assert got["train-semi-segmentation"]["broken"] == 1
     assert "4x3, its image is 8x8" in got["train-semi-segmentation"]["examples"][0]
     assert got["validation"]["present"] == got["validation"]["expected"] - 1
+
+
+def test_prepare_repairs_what_the_deep_check_flags_as_its_advice_says(tree50, prepared50, inet50, zip50, meta,
+                                                                       meta_dir, capsys):
+    damaged = damage(tree50, meta)
+    assert verify(meta_dir, tree50, "--deep", "--quiet") == 1
+    advice = capsys.readouterr().err
+    assert "rerun `imagenets prepare` with the same options plus --deep" in advice
+    argv = ["--imagenet-dir", str(inet50.root), "--save-dir", str(tree50), "--mode", "50", "--meta-dir",
+            str(meta_dir), "--annotations-zip", str(zip50[0]), "--skip-checksum"]
+    assert PREPARE.main(argv + ["--deep"]) == 0
+    out = capsys.readouterr().out
+    assert "validation: 1 created (1 of them over damaged files)" in out
+    assert "annotations: 2 created (2 of them over damaged files)" in out
+    assert verify(meta_dir, tree50, "--deep", "--quiet") == 0
+    for path in damaged:
+        assert path.read_bytes() == (prepared50 / path.relative_to(tree50)).read_bytes()
+
+
+def test_plain_prepare_replaces_an_empty_mask_and_a_copy_cut_short(tree50, prepared50, inet50, zip50, meta,
+                                                                    meta_dir, capsys):
+    out = tree50 / "ImageNetS50"
+    image, mask = meta.validation_names(50)[3]
+    cut, empty = out / "validation" / image, out / "validation-segmentation" / mask
+    data = cut.read_bytes()
+    for path, content in ((cut, data[:len(data) // 2]), (empty, b"")):
+        path.unlink()
+        path.write_bytes(content)
+    assert PREPARE.main(["--imagenet-dir", str(inet50.root), "--save-dir", str(tree50), "--mode", "50",
+                         "--meta-dir", str(meta_dir), "--annotations-zip", str(zip50[0]), "--skip-checksum",
+                         "--quiet"]) == 0
+    for path in (cut, empty):
+        assert path.read_bytes() == (prepared50 / path.relative_to(tree50)).read_bytes()
 
 
 def test_leftover_temporary_file_is_a_problem(tree50, meta, meta_dir, capsys):

@@ -22,6 +22,7 @@ from imagenets.codec import write_mask
 from imagenets.device import resolve_device
 from imagenets.errors import UserError, info, warn
 from imagenets.fileio import read_json, write_json_atomic
+from imagenets.flags import input_dir, input_file, integer, output_dir, real
 from imagenets.metadata import Metadata, load_metadata
 from imagenets.progress import progress
 from imagenets.subsets import Subset, get_subset, subset_folder
@@ -65,25 +66,25 @@ Item = TypeVar("Item")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", required=True, metavar="DIR",
-                        help="the prepared subset folder DEST/ImageNetS{K} (with train-semi/, "
-                             "train-semi-segmentation/ and the split's images)")
+    input_dir(parser, "--dataset", required=True, metavar="DIR",
+              help="the prepared subset folder DEST/ImageNetS{K} (with train-semi/, "
+                   "train-semi-segmentation/ and the split's images)")
     add_mode_argument(parser)
-    parser.add_argument("--model", required=True, metavar="MODEL", help=MODEL_HINT)
-    parser.add_argument("--weights", metavar="FILE", default=None,
-                        help="state dict to load into MODEL (a 'state_dict' key is unwrapped and "
-                             "'module.' prefixes stripped)")
+    input_file(parser, "--model", type=str, required=True, metavar="MODEL", help=MODEL_HINT)
+    input_file(parser, "--weights", metavar="FILE", default=None,
+               help="state dict to load into MODEL (a 'state_dict' key is unwrapped and "
+                    "'module.' prefixes stripped)")
     parser.add_argument("--split", required=True, choices=SPLIT_CHOICES,
                         help="images to label: validation (then evaluated) or test (then zipped "
                              "for submission)")
-    parser.add_argument("--output-dir", "-o", required=True, metavar="OUT",
-                        help="where the embedding cache, OUT/<split>/<wnid>/<name>.png and "
-                             "OUT/submission.zip go")
-    parser.add_argument("-k", type=int, default=10,
+    output_dir(parser, "--output-dir", "-o", required=True, metavar="OUT",
+               help="where the embedding cache, OUT/<split>/<wnid>/<name>.png and "
+                    "OUT/submission.zip go; outside --dataset")
+    parser.add_argument("-k", type=integer(1, 100_000, "use -k 10 (the benchmark's)"), default=10,
                         help="number of nearest embeddings that vote for each pixel")
-    parser.add_argument("-T", "--temperature", type=float, default=0.07,
+    parser.add_argument("-T", "--temperature", type=real(0, above=True, hint="use -T 0.07"), default=0.07,
                         help="vote weight of an embedding is exp(cosine similarity / T)")
-    parser.add_argument("--batch-size", type=int, default=8, metavar="B",
+    parser.add_argument("--batch-size", type=integer(1, 4096), default=8, metavar="B",
                         help="images decoded together; those of equal size go through MODEL as one batch")
     add_device_argument(parser)
     add_workers_argument(parser)
@@ -91,7 +92,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="recompute every prediction, even those OUT/<split> already holds")
     parser.add_argument("--compat", choices=tuple(SAMPLING), default="ours", help=COMPAT_HELP)
-    parser.add_argument("--limit", type=int, default=None, metavar="N", help=LIMIT_HELP)
+    parser.add_argument("--limit", type=integer(1, hint="or leave --limit out for the benchmark's run"), default=None,
+                        metavar="N", help=LIMIT_HELP)
     group = parser.add_argument_group(
         "submission (--split test)", "the method.txt fields of OUT/submission.zip")
     group.add_argument("--method-name", metavar="TEXT", help="the method's name (default: from MODEL)")
@@ -110,20 +112,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_options(args: argparse.Namespace) -> None:
-    if args.k < 1:
-        raise UserError(f"-k {args.k}: at least one embedding must vote; use -k 10 (the benchmark's)")
-    if not args.temperature > 0:
-        raise UserError(f"-T {args.temperature}: the temperature must be positive; use -T 0.07")
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size {args.batch_size}: use 1 or more")
     if args.split == "test" and not (args.train_data and args.link):
         raise UserError("--split test also builds OUT/submission.zip, whose method.txt needs "
                         "--train-data TEXT and --link URL ('none' if there is none yet)")
-    if args.workers < 0:
-        raise UserError(f"--workers {args.workers}: use 0 (main process only) or more")
-    if args.limit is not None and args.limit < 1:
-        raise UserError(f"--limit {args.limit}: give the number of images to look at, 1 or more "
-                        "(or leave --limit out for the benchmark's run)")
 
 
 def spread(items: Sequence[Item], limit: Optional[int]) -> List[Item]:
@@ -371,9 +362,5 @@ COMMAND = Command(
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Standalone entry point (``python -m imagenets.evaluation.distance_matching.command``)."""
+    """Entry point as a function (``imagenets distance-matching`` is the command)."""
     return COMMAND.main(argv, prog="imagenets distance-matching")
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -29,6 +29,8 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import numpy as np
 import torch
 
+from imagenets.progress import progress
+
 from .metrics import SCOPES, STATS, SUMMARY_KEYS, ImageCounts, summarize
 
 #: Resamples computed together: bounds memory (block x 30 x (K+1) float64) whatever B is. Fixed, so
@@ -46,14 +48,15 @@ _IOU_KEYS = {("m" if scope == 0 else "") + ("B" if boundary else "") + ("IoU" if
              for boundary in (False, True) for scope in range(len(SCOPES))}
 
 
-def multiplicities(images: int, resamples: int, seed: int) -> Iterator[np.ndarray]:
+def multiplicities(images: int, resamples: int, seed: int, quiet: bool = True) -> Iterator[np.ndarray]:
     """Blocks of rows ``w[b, i]`` = how often resample b draws image i (each row sums to ``images``).
 
     Each block is the transposed view of a contiguous (images x block) array: the layout the
-    sparse product reads.
+    sparse product reads. Unless ``quiet``, a progress bar (with its time estimate) counts the resamples.
     """
     rng = np.random.default_rng(seed)
-    for start in range(0, resamples, BLOCK):
+    for start in progress(range(0, resamples, BLOCK), desc=f"bootstrap ({resamples} resamples)", quiet=quiet,
+                          unit="block"):
         size = min(BLOCK, resamples - start)
         draws = rng.integers(0, images, size=(size, images)) if images else np.zeros((size, 0), np.int64)
         flat = (draws * size + np.arange(size)[:, None]).ravel()
@@ -146,7 +149,7 @@ class Draws:
     difference of two runs over the same images (``second`` - ``first``, resampled together)."""
 
     def __init__(self, first: ImageCounts, second: Optional[ImageCounts], resamples: int, seed: int,
-                 with_errors: bool):
+                 with_errors: bool, quiet: bool = True):
         runs = [Resampler(first)] + ([Resampler(second)] if second is not None else [])
         ones = np.ones((1, first.images))
         totals = [r.totals(ones) for r in runs]
@@ -159,7 +162,7 @@ class Draws:
             effects = [r.influence(key, ones, t) for r, t in zip(runs, totals)]
             self.influence[key] = (effects[-1] - effects[0] if second is not None else effects[0])[:, 0]
             self.error[key] = float(np.sqrt((self.influence[key] ** 2).sum()))
-        blocks = [self._block(runs, w, with_errors) for w in multiplicities(first.images, resamples, seed)]
+        blocks = [self._block(runs, w, with_errors) for w in multiplicities(first.images, resamples, seed, quiet)]
         self.values = {key: np.concatenate([b[0][key] for b in blocks]) if blocks else np.zeros(0)
                        for key in SUMMARY_KEYS}
         self.errors = ({key: np.concatenate([b[1][key] for b in blocks]) if blocks else np.zeros(0)
@@ -288,17 +291,17 @@ def p_value(values: np.ndarray, point: float, method: str = METHOD, influence_va
 
 
 def bootstrap_intervals(counts: ImageCounts, resamples: int, seed: int = 0,
-                        method: str = METHOD) -> Dict[str, List[float]]:
+                        method: str = METHOD, quiet: bool = True) -> Dict[str, List[float]]:
     """Summary key -> 95% interval (``method``) over ``resamples`` image resamples."""
-    draws = Draws(counts, None, resamples, seed, with_errors=method.startswith("studentized"))
+    draws = Draws(counts, None, resamples, seed, with_errors=method.startswith("studentized"), quiet=quiet)
     return {key: draws.interval(key, method) for key in SUMMARY_KEYS}
 
 
 def paired_bootstrap(a: ImageCounts, b: ImageCounts, resamples: int, seed: int = 0,
-                     method: str = METHOD) -> Dict[str, Dict[str, object]]:
+                     method: str = METHOD, quiet: bool = True) -> Dict[str, Dict[str, object]]:
     """Per summary key: A, B, the difference B - A, its 95% interval and p-value (``method``); the same
     resampled images for both runs (``a`` and ``b`` rows must be the same images, in order)."""
-    draws = Draws(a, b, resamples, seed, with_errors=method.startswith("studentized"))
+    draws = Draws(a, b, resamples, seed, with_errors=method.startswith("studentized"), quiet=quiet)
     point_a, point_b = draws.run_points
     return {key: {"a": point_a[key], "b": point_b[key], "difference": draws.point[key],
                   "ci95": draws.interval(key, method), "p": draws.p_value(key, method)} for key in SUMMARY_KEYS}

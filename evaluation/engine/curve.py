@@ -111,6 +111,11 @@ def threshold_curve(predict_dir: Path, scores_dir: Path, gt_dir: Path, subset: S
     if match_file is not None and rematch:
         raise UserError("--match and --rematch exclude each other: give a fixed match, or rematch at every threshold")
     match = load_match(match_file, k) if match_file else None
+    if match is not None and match.mapping.get(0, 0) != 0:
+        # Pixels below t become 0 before the match (PASS's rule): the match must keep 0 at "other".
+        raise UserError(f"--match {match_file} maps id 0 to class {match.mapping[0]}: the curve turns "
+                        "low-confidence pixels into 0 ('other'), which this match would make that class; use a "
+                        "match that keeps \"0\": 0")
     if names is None:
         names = [mask for _image, mask in meta.validation_names(subset)]
     items = check_inputs(predict_dir, scores_dir, gt_dir, names, quiet=quiet)

@@ -9,6 +9,7 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 
 from imagenets.codec import CONVERT_HINT, ENCODING_HINT, MAX_PIXELS, png_header, read_mask, too_large
 from imagenets.errors import UserError, first_few
+from imagenets.flags import input_dir
 from imagenets.progress import progress
 
 COLOR_TYPES = {0: "grayscale (L)", 2: "RGB", 3: "palette (P)", 4: "grayscale+alpha (LA)", 6: "RGBA"}
@@ -27,11 +28,11 @@ class Pair:
 
 def add_pair_arguments(parser, predictions: str) -> None:
     """``--predict-dir`` and ``--gt-dir``, the two folders every evaluation reads."""
-    parser.add_argument("--predict-dir", required=True, type=Path, metavar="DIR",
-                        help=f"predictions ({predictions}): one <wnid>/<name>.png per validation image, "
-                             "id = R + 256*G")
-    parser.add_argument("--gt-dir", required=True, type=Path, metavar="DIR",
-                        help="ground truth: the subset's validation-segmentation folder")
+    input_dir(parser, "--predict-dir", required=True, metavar="DIR",
+              help=f"predictions ({predictions}): one <wnid>/<name>.png per validation image, "
+                   "id = R + 256*G")
+    input_dir(parser, "--gt-dir", required=True, metavar="DIR",
+              help="ground truth: the subset's validation-segmentation folder")
 
 
 def make_pairs(mask_names: Iterable[str], gt_dir: Path, pred_dir: Path) -> List[Pair]:

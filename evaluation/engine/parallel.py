@@ -16,6 +16,7 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 from imagenets.device import cap_workers, resolve_device
 from imagenets.errors import UserError, info
+from imagenets.fileio import raise_terminated
 from imagenets.progress import progress
 
 T = TypeVar("T")
@@ -68,6 +69,8 @@ def _worker_setup(work: Callable[[Sequence], object]) -> None:
     # Ctrl-C reaches the whole process group: only the main process handles it (it shuts the pool
     # down), so no worker dies mid-item and prints a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # SIGTERM (a kill of the whole group) ends the item in hand as an error would: its temporaries go.
+    signal.signal(signal.SIGTERM, raise_terminated)
     if "torch" in sys.modules:  # a job that uses torch: one thread per worker, the workers are the parallelism
         sys.modules["torch"].set_num_threads(1)
     keep_freed_memory()
@@ -140,6 +143,12 @@ def map_reduce(items: Sequence[T], work: Callable[[Sequence[T]], R], reduce: Cal
                     raise UserError(value)
                 reduce(value)
                 bar.update(n)
+    except RuntimeError as exc:
+        if "DataLoader worker" not in str(exc):
+            raise
+        # torch's words for a worker killed from outside (the OOM killer, a kill of the process group)
+        raise UserError(f"a worker process stopped ({exc}); rerun (with fewer --workers if memory ran out): "
+                        "what was written is complete") from None
     finally:
         if pool is not None:
             pool.close()

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 from imagenets.errors import info
+from imagenets.names import shown
 from imagenets.fileio import write_json_atomic
 from imagenets.metadata import Metadata
 from imagenets.subsets import Subset
@@ -15,6 +16,8 @@ from .metrics import EXTRA_KEYS, SUMMARY_KEYS, nan_to_none
 
 #: What ``--extra-metrics`` prints and writes (under this key of ``--output``): not the benchmark's numbers.
 NOT_BENCHMARK = "not_benchmark"
+#: Every JSON result says whether the lists it was computed on are the official ones (``Metadata.official``).
+OFFICIAL_LISTS = "official_lists"
 
 
 def _fmt(value: float, signed: bool = False) -> str:
@@ -46,7 +49,8 @@ def class_table(ious: Sequence[float], wnids: Sequence[str], names: Sequence[str
     width = min(max(width, len("class")), 40)
     lines = [f"{'id':>4}  {'wnid':<9}  {'class':<{width}}  {'IoU':>6}",
              f"{'-' * 4}  {'-' * 9}  {'-' * width}  {'-' * 6}"]
-    lines += [f"{i:>4}  {w:<9}  {n[:width]:<{width}}  {v:>6}" for i, w, n, v in rows]
+    # names come from --meta-dir's data.py or classnames/: shown escaped, like every name from outside
+    lines += [f"{i:>4}  {shown(w):<9}  {shown(n)[:width]:<{width}}  {v:>6}" for i, w, n, v in rows]
     return "\n".join(lines)
 
 
@@ -98,7 +102,7 @@ def publish(result: Dict[str, object], meta: Metadata, subset: Subset, output: O
             quiet: bool, heading: str = "") -> int:
     """Write ``--output`` JSON (if asked) and print the tables (unless quiet); shared by score."""
     if output:
-        write_json_atomic(output, json_ready(result))
+        write_json_atomic(output, json_ready({**result, OFFICIAL_LISTS: meta.official}))
         info(f"wrote {output}", quiet)
     if not quiet:
         if heading:

@@ -6,27 +6,30 @@ so one histogram over bins holds the counts of every threshold at once.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import List
 
 import numpy as np
 
 from imagenets.errors import UserError
+from imagenets.flags import plain_number
 
 from .scores import PNG_SCALE
 
 #: More thresholds than this would only slow the curve down: no score map needs them.
 MAX_THRESHOLDS = 1001
 THRESHOLDS_HINT = "use START:STOP:STEP (e.g. 0:1:0.01, STOP included) or a comma list (e.g. 0.2,0.25,0.3)"
+#: Scores are compared in float32: a threshold must be a finite float32.
+FLOAT32_MAX = Decimal(float(np.finfo(np.float32).max))
 
 
 def _decimal(text: str, option: str) -> Decimal:
-    try:
-        value = Decimal(text.strip())
-    except InvalidOperation:
-        raise UserError(f"{option}: {text!r} is not a number: {THRESHOLDS_HINT}") from None
-    if not value.is_finite():
-        raise UserError(f"{option}: {text!r} is not a finite number: {THRESHOLDS_HINT}")
+    if not plain_number(text):
+        raise UserError(f"{option}: {text!r} is not a plain finite number: {THRESHOLDS_HINT}")
+    value = Decimal(text.strip())
+    if abs(value) > FLOAT32_MAX:
+        raise UserError(f"{option}: {text.strip()} is beyond float32 (scores are compared in float32): "
+                        f"{THRESHOLDS_HINT}")
     return value
 
 
@@ -42,10 +45,9 @@ def parse_thresholds(text: str, option: str = "--thresholds") -> np.ndarray:
         start, stop, step = (_decimal(p, option) for p in parts)
         if step <= 0 or stop < start:
             raise UserError(f"{option} {text!r}: STEP must be positive and STOP >= START")
+        if stop - start >= step * MAX_THRESHOLDS:  # before dividing: the quotient may exceed any precision
+            raise UserError(f"{option} {text!r} gives more than {MAX_THRESHOLDS} thresholds: use a larger STEP")
         count = int((stop - start) // step) + 1
-        if count > MAX_THRESHOLDS:
-            raise UserError(f"{option} {text!r} gives {count} thresholds, more than {MAX_THRESHOLDS}: "
-                            "use a larger STEP")
         values: List[float] = [float(start + i * step) for i in range(count)]
     else:
         values = sorted({float(_decimal(p, option)) for p in text.split(",") if p.strip()})

@@ -15,7 +15,9 @@ from typing import List, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
+from imagenets.codec import check_regular
 from imagenets.errors import UserError, first_few
+from imagenets.fileio import same_file
 from imagenets.progress import progress
 
 from .inputs import COLOR_TYPES, Pair, png_header
@@ -34,20 +36,14 @@ def score_path(scores_dir: Path, pair: Pair) -> Path:
     stem = os.path.splitext(pair.name)[0]
     npy = Path(scores_dir) / f"{stem}.npy"
     png = Path(scores_dir) / f"{stem}.png"
-    if os.path.isfile(npy) or not os.path.isfile(png) or _same_file(png, pair.pred):
+    if os.path.isfile(npy) or not os.path.isfile(png) or same_file(png, pair.pred):
         return npy
     return png
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
 def npy_header(path: Path) -> Tuple[Tuple[int, ...], np.dtype]:
     """(shape, dtype) from a ``.npy`` header, without reading the data."""
+    check_regular(path)
     try:
         with open(path, "rb") as f:
             version = np.lib.format.read_magic(f)

@@ -14,6 +14,7 @@ from typing import Dict, List, Optional, Tuple
 
 from imagenets.errors import UserError, warn
 from imagenets.fileio import write_text_atomic
+from imagenets.flags import input_dir, integer, output_file
 from imagenets.metadata import Metadata
 from imagenets.subsets import OTHER, MASK_FOLDERS, Subset
 
@@ -24,22 +25,20 @@ PICTURES = 12
 def add_report_arguments(parser: argparse.ArgumentParser, images: bool = True) -> None:
     """``--report FILE.html`` (and, for an evaluation, where the photos are and how many to show)."""
     group = parser.add_argument_group("report page (opt-in; the numbers stay the same)")
-    group.add_argument("--report", type=Path, default=None, metavar="FILE.html",
-                       help="also write one self-contained HTML page of the result: summary, every class "
-                            "(sortable), size buckets and boundaries, confusions"
-                            + (", the worst and best images" if images else ", the curve"))
+    output_file(group, "--report", default=None, metavar="FILE.html",
+                help="also write one self-contained HTML page of the result: summary, every class "
+                     "(sortable), size buckets and boundaries, confusions"
+                     + (", the worst and best images" if images else ", the curve"))
     if images:
-        group.add_argument("--images", type=Path, default=None, metavar="DIR",
-                           help="validation images for the report's pictures (default: the 'validation' "
-                                "folder beside --gt-dir, when there)")
-        group.add_argument("--report-pictures", type=int, default=PICTURES, metavar="N",
+        input_dir(group, "--images", default=None, metavar="DIR",
+                  help="validation images for the report's pictures (default: the 'validation' "
+                       "folder beside --gt-dir, when there)")
+        group.add_argument("--report-pictures", type=integer(0, 1000), default=PICTURES, metavar="N",
                            help="how many of the worst and of the best images the report pictures")
 
 
 def check_report_arguments(args: argparse.Namespace) -> None:
     """Refuse, before any work, flags that only the report reads when there is no report."""
-    if getattr(args, "report_pictures", 0) < 0:
-        raise UserError(f"--report-pictures {args.report_pictures}: use 0 (no pictures) or more")
     if args.report is None:
         for flag, value, default in (("--images", getattr(args, "images", None), None),
                                      ("--report-pictures", getattr(args, "report_pictures", PICTURES), PICTURES)):

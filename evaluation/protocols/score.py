@@ -10,18 +10,21 @@ Takes zips made by the official tools as well as by ``imagenets submission``.
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
+import os
 import tempfile
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, Iterator, Optional, Sequence
 
 from imagenets.cli import (Command, add_device_argument, add_meta_argument, add_mode_argument,
                            add_quiet_argument, add_workers_argument)
 from imagenets.errors import UserError, warn
-from imagenets.fileio import check_outputs
+from imagenets.fileio import parse_json
+from imagenets.names import shown
+from imagenets.flags import input_dir, input_file, integer, output_file
 from imagenets.metadata import Metadata, load_metadata
 from imagenets.subsets import SUBMISSION_SPLITS, Subset, get_subset
-from imagenets.zipsafe import (DEFAULT_MAX_ENTRIES, DEFAULT_MAX_SIZE, Entry, exit_on_sigterm, extract_entries,
+from imagenets.zipsafe import (DEFAULT_MAX_ENTRIES, DEFAULT_MAX_SIZE, Entry, extract_entries,
                                open_zip, parse_size, read_capped, vet_entries)
 
 from imagenets.evaluation.engine.evaluation import evaluate_predictions
@@ -76,13 +79,21 @@ def read_zip_match(root: Path, report: CheckReport, num_classes: int, source: st
     if not path.is_file():
         return None
     try:
-        data = json.loads(read_capped(path, MATCH_MAX_BYTES, MATCH_FILE).decode("utf-8"))
+        data = parse_json(read_capped(path, MATCH_MAX_BYTES, MATCH_FILE), MATCH_FILE, expect=dict)
         return parse_match(data, num_classes, source=f"{MATCH_FILE} in {source}", path=str(path))
-    except (ValueError, UnicodeDecodeError) as exc:
-        report.add("match", f"{MATCH_FILE} (not valid JSON: {exc})")
     except UserError as exc:
         report.add("match", f"{MATCH_FILE} ({exc})")
     return None
+
+
+@contextlib.contextmanager
+def entries_named(root: Path, zip_path: Path) -> Iterator[None]:
+    """A UserError about an extracted file names its zip entry (``sub.zip:n01443537/x.png``), not the
+    temporary folder, which is gone by the time the message is read."""
+    try:
+        yield
+    except UserError as exc:
+        raise UserError(str(exc).replace(f"{root}{os.sep}", f"{zip_path}:")) from None
 
 
 def score_submission(zip_path: Path, gt_dir: Path, subset: Subset, meta: Metadata, split: str = "validation",
@@ -97,13 +108,14 @@ def score_submission(zip_path: Path, gt_dir: Path, subset: Subset, meta: Metadat
     k = subset.num_classes
     masks = [mask for _image, mask in split_entries(meta, subset, split)]
     refusal = f"{zip_path} is not a valid {subset.name} {split} submission ({len(masks)} PNGs expected):"
-    # SIGTERM raises inside the block, so the temporary folder goes as it does on success or error.
-    with exit_on_sigterm(), open_zip(zip_path, fix=REBUILD) as archive:
+    # SIGTERM raises inside the block (the command layer's handler), so the temporary folder goes as it
+    # does on success or error.
+    with open_zip(zip_path, fix=REBUILD) as archive:
         entries = vet_entries(archive.infolist(), zip_path, max_size, max_entries, caps=SMALL_FILES, fix=REBUILD)
         listing = check_entries(entries, masks, meta, subset, split)
         listing.refuse(refusal, "; ".join(([listing.hint] if listing.hint else [])
                                           + [f"nothing was extracted; {REBUILD}"]))
-        with tempfile.TemporaryDirectory(prefix="imagenets-score-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="imagenets-score-") as tmp, entries_named(Path(tmp), zip_path):
             root = Path(tmp)
             extract_entries(archive, entries, root, zip_path, max_size, fix=REBUILD, quiet=quiet)
             report = CheckReport()
@@ -134,10 +146,10 @@ def _size_option(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("submission", type=Path, metavar="SUBMISSION.zip",
-                        help="the zip, as `imagenets submission` or the official tools write it")
-    parser.add_argument("--gt-dir", required=True, type=Path, metavar="DIR",
-                        help="ground truth of the split: the subset's validation-segmentation folder")
+    input_file(parser, "submission", metavar="SUBMISSION.zip",
+               help="the zip, as `imagenets submission` or the official tools write it")
+    input_dir(parser, "--gt-dir", required=True, metavar="DIR",
+              help="ground truth of the split: the subset's validation-segmentation folder")
     add_mode_argument(parser)
     parser.add_argument("--split", choices=SUBMISSION_SPLITS, default="validation",
                         help="the split the submission covers (test ground truth is the benchmark's own)")
@@ -148,16 +160,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_meta_argument(parser)
     add_device_argument(parser)
     add_quiet_argument(parser)
-    parser.add_argument("--output", type=Path, default=None, metavar="FILE.json",
-                        help="also write the summary (full precision), IoUs and the submission's context as JSON")
+    output_file(parser, "--output", default=None, metavar="FILE.json",
+                help="also write the summary (full precision), IoUs and the submission's context as JSON")
     parser.add_argument("--max-extract-size", type=_size_option, default="4G", metavar="SIZE",
                         help="refuse a zip that extracts to more bytes than this (e.g. 500M, 4G)")
-    parser.add_argument("--max-entries", type=int, default=DEFAULT_MAX_ENTRIES, metavar="N",
+    parser.add_argument("--max-entries", type=integer(1, 10 ** 9), default=DEFAULT_MAX_ENTRIES, metavar="N",
                         help="refuse a zip with more entries than this")
 
 
 def run(args: argparse.Namespace) -> int:
-    check_outputs({"--output": args.output}, {"SUBMISSION.zip": args.submission}, {"--gt-dir": args.gt_dir})
     subset = get_subset(args.mode)
     meta = load_metadata(args.meta_dir, quiet=args.quiet)
     result = score_submission(args.submission, args.gt_dir, subset, meta, split=args.split,
@@ -166,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
                               protocol=args.protocol)
     protocol = f", protocol {args.protocol}" if args.protocol else ""
     return publish(result, meta, subset, args.output, args.quiet,
-                   heading=f"submission {args.submission}: method {result['method_name']}{protocol}")
+                   heading=f"submission {args.submission}: method {shown(result['method_name'])}{protocol}")
 
 
 COMMAND = Command("score", "score a submission.zip locally, as the benchmark server does",

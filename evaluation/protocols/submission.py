@@ -18,23 +18,19 @@ from typing import Dict, Optional, Sequence
 
 from imagenets.cli import Command, add_meta_argument, add_mode_argument, add_quiet_argument, add_workers_argument
 from imagenets.errors import UserError, first_few, info, warn
-from imagenets.fileio import atomic_path, check_outputs, read_json, remove_stale_temporaries, write_json_atomic
+from imagenets.fileio import atomic_path, read_json, write_json_atomic
+from imagenets.flags import Declared, input_dir, input_file, output_file
 from imagenets.metadata import Metadata, load_metadata
 from imagenets.progress import progress
 from imagenets.subsets import SUBMISSION_SPLITS, Subset, get_subset
 
-from imagenets.zipsafe import exit_on_sigterm
-
 from imagenets.evaluation.engine.matchfile import load_match, match_to_json
+from imagenets.evaluation.engine.report import OFFICIAL_LISTS
 from imagenets.evaluation.protocols.rules import (APPLIED_MARKER, MATCH_FILE, METHOD_FIELDS, METHOD_FILE, PROTOCOLS,
                                                   get_protocol, match_rule, method_text, protocols_help)
 from imagenets.evaluation.protocols.checks import (CheckReport, PixelItem, allowed_ids, allowed_text,
                                                    check_listing, check_pixels, list_files, split_entries,
                                                    split_hint, zip_folders)
-
-#: A temporary zip not written to for this long belongs to a killed run (a live one writes continuously).
-STALE_AFTER_S = 300
-
 
 def applied_classes(predict_dir: Path) -> Optional[int]:
     """K recorded by apply-match in ``predict_dir`` (None when apply-match did not write it)."""
@@ -101,35 +97,34 @@ def _option(dest: str) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--predict-dir", required=True, type=Path, metavar="DIR",
-                        help="predictions: one <wnid>/<name>.png per image of the split (id = R + 256*G), "
-                             "nothing else")
+    input_dir(parser, "--predict-dir", required=True, metavar="DIR",
+              help="predictions: one <wnid>/<name>.png per image of the split (id = R + 256*G), nothing else")
     add_mode_argument(parser)
     parser.add_argument("--split", choices=SUBMISSION_SPLITS, default="test",
                         help="which split the predictions cover: test (the benchmark's) or validation "
                              "(to score locally with `imagenets score`)")
     parser.add_argument("--protocol", required=True, choices=list(PROTOCOLS),
                         help="the benchmark protocol: " + protocols_help())
-    parser.add_argument("--match", type=Path, default=None, metavar="FILE.json",
-                        help="match file (cluster id -> class id) to ship as match.json: the predictions then "
-                             "hold cluster ids; expected by fully-unsupervised only")
+    input_file(parser, "--match", default=None, metavar="FILE.json",
+               help="match file (cluster id -> class id) to ship as match.json: the predictions then "
+                    "hold cluster ids; expected by fully-unsupervised only")
     parser.add_argument("--matched", action="store_true",
                         help="fully-unsupervised without --match: declare that the predictions already hold "
                              "class ids (not needed for a folder written by `imagenets apply-match`)")
     parser.add_argument("--allow-out-of-range", action="store_true",
                         help="submit predictions holding ids outside 0..K (or outside the match's clusters) "
                              "with a warning instead of refusing them; the server counts them nowhere in IoU")
-    parser.add_argument("--images", type=Path, default=None, metavar="DEST/ImageNetS{K}",
-                        help="the prepared subset folder: each PNG must then have the size of its image "
-                             "<split>/<wnid>/<name>.JPEG")
+    input_dir(parser, "--images", default=None, metavar="DEST/ImageNetS{K}",
+              help="the prepared subset folder: each PNG must then have the size of its image "
+                   "<split>/<wnid>/<name>.JPEG")
     for dest, label, text in METHOD_FIELDS:
         parser.add_argument(_option(dest), dest=dest, required=True, metavar="TEXT",
                             help=f"method.txt '{label}': {text}; 'none' or '' is written as null")
-    parser.add_argument("-o", "--output", type=Path, default=Path("submission.zip"), metavar="FILE.zip",
-                        help="the zip to write (atomically; only when every check passes)")
+    output_file(parser, "-o", "--output", default=Path("submission.zip"), metavar="FILE.zip",
+                help="the zip to write (atomically; only when every check passes)")
     parser.add_argument("--check-only", action="store_true", help="run every check, write no zip")
-    parser.add_argument("--report", type=Path, default=None, metavar="FILE.json",
-                        help="also write the check's result (every problem path, by kind) as JSON")
+    output_file(parser, "--report", default=None, metavar="FILE.json",
+                help="also write the check's result (every problem path, by kind) as JSON")
     add_workers_argument(parser)
     add_meta_argument(parser)
     add_quiet_argument(parser)
@@ -161,8 +156,6 @@ def build_submission(predict_dir: Path, subset: Subset, protocol_name: str, meth
     if images is not None and not (images / split).is_dir():
         raise UserError(f"--images {images} has no {split}/ folder: point it at the prepared "
                         f"DEST/{subset.name} folder, or leave --images out to skip the size check")
-    check_outputs({"--output": None if check_only else output, "--report": report},
-                  {"--match": match}, {"--predict-dir": predict_dir, "--images": images})
     mapping = load_match(match, k).mapping if match is not None else None
     applied = applied_classes(predict_dir)
     if applied is not None and applied != k:
@@ -184,7 +177,8 @@ def build_submission(predict_dir: Path, subset: Subset, protocol_name: str, meth
         write_json_atomic(report, {"predict_dir": str(predict_dir), "subset": subset.name,
                                    "split": split, "protocol": protocol.name,
                                    "method": text.split("\n"), "expected": len(masks),
-                                   "out_of_range_allowed": allowed, **checked.as_json()})
+                                   "out_of_range_allowed": allowed, OFFICIAL_LISTS: meta.official,
+                                   **checked.as_json()})
     fixes = [checked.hint] if checked.hint else []
     if "out-of-range" in checked.problems:
         fixes.append(out_of_range_fix(predict_dir, mapping is not None))
@@ -196,16 +190,19 @@ def build_submission(predict_dir: Path, subset: Subset, protocol_name: str, meth
     if check_only:
         info(f"{predict_dir}: every check passed ({len(masks)} PNGs, protocol {protocol.name})", quiet)
         return
-    remove_stale_temporaries(output, STALE_AFTER_S, what="zip", quiet=quiet)
-    with exit_on_sigterm():
-        write_submission_zip(output, predict_dir, masks, text,
-                             match_to_json(mapping) if mapping is not None else None, quiet=quiet)
+    write_submission_zip(output, predict_dir, masks, text,
+                         match_to_json(mapping) if mapping is not None else None, quiet=quiet)
     info(f"wrote {output}: {len(masks)} PNGs, {METHOD_FILE}"
          + (f", {MATCH_FILE}" if mapping is not None else "") + f" (protocol {protocol.name})", quiet)
 
 
+def declare(args: argparse.Namespace, declared: Declared) -> None:
+    if args.check_only:  # no zip is written
+        declared.drop("--output")
+
+
 COMMAND = Command("submission", "check predictions against a benchmark protocol and write submission.zip",
-                  add_arguments, run,
+                  add_arguments, run, declare=declare,
                   description="Check that --predict-dir holds exactly the split's PNGs, each 8-bit RGB with "
                               "allowed ids (0..K, or the cluster ids of --match) and, with --images, the size "
                               "of its image; check the protocol's rules; then write method.txt, match.json "

@@ -21,6 +21,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from ..cli import Command, add_quiet_argument, add_workers_argument, all_commands, run_command
 from ..errors import UserError, info
 from ..fileio import read_json, write_json_atomic
+from ..flags import integer, output_dir, seed
 from ..metadata import load_metadata
 from ..subsets import MASK_FOLDERS, get_subset
 from .synthetic import write_synthetic_dataset, write_synthetic_meta
@@ -33,6 +34,9 @@ SESSION = "demo"
 PICTURES = 24
 #: Bootstrap resamples of the demo's evaluation: intervals on the report page in a fraction of a second.
 BOOTSTRAP = 200
+#: Bounds of --images and --max-side: a demo stays a demo.
+MAX_IMAGES = 100_000
+MAX_SIDE = 4096
 METHOD = ("--method-name", "imagenets demo", "--train-data", "synthetic images, no labels",
           "--train-scheme", "none: predictions are synthesised from the ground truth",
           "--networks", "none", "--link", "none",
@@ -312,12 +316,13 @@ def claim_folder(out: Path, quiet: bool = False) -> None:
 def run_demo(out: Path, workers: int = 2, quiet: bool = False, images: Optional[int] = None, seed: int = 0,
              max_side: int = 160, steps: Sequence[Step] = STEPS) -> Demo:
     """Run the steps into ``out``; returns what was made and what was skipped."""
+    # The command's parser bounds these already (imagenets.flags); a call as a function is checked here.
     if workers < 0:
         raise UserError(f"--workers {workers}: use 0 (no worker processes) or more")
-    if images is not None and images < 1:
-        raise UserError(f"--images {images}: use at least 1")
-    if max_side < 24:
-        raise UserError(f"--max-side {max_side}: use 24 or more")
+    if images is not None and not 1 <= images <= MAX_IMAGES:
+        raise UserError(f"--images {images}: use 1 to {MAX_IMAGES}")
+    if not 24 <= max_side <= MAX_SIDE:
+        raise UserError(f"--max-side {max_side}: use 24 to {MAX_SIDE}")
     out = Path(out).expanduser().resolve()
     claim_folder(out, quiet)
     start = time.perf_counter()
@@ -347,15 +352,15 @@ def summary(demo: Demo) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--output-dir", "-o", type=Path, default=Path("imagenets-demo"), metavar="DIR",
-                        help="folder for everything the demo makes (new, empty, or an earlier demo's)")
+    output_dir(parser, "--output-dir", "-o", default=Path("imagenets-demo"), metavar="DIR", managed=True,
+               help="folder for everything the demo makes (new, empty, or an earlier demo's)")
     add_workers_argument(parser)
-    parser.add_argument("--images", type=int, default=None, metavar="N",
+    parser.add_argument("--images", type=integer(1, MAX_IMAGES), default=None, metavar="N",
                         help="images per split (validation, test, train-semi) for a quicker run; "
                              "default: the official ImageNet-S50 counts (752, 1682, 500)")
-    parser.add_argument("--max-side", type=int, default=160, metavar="PX",
+    parser.add_argument("--max-side", type=integer(24, MAX_SIDE), default=160, metavar="PX",
                         help="largest side of the synthetic images (sides are drawn in 24..PX)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data (same seed, same files)")
+    parser.add_argument("--seed", type=seed(), default=0, help="seed of the synthetic data (same seed, same files)")
     add_quiet_argument(parser)
 
 
