@@ -294,7 +294,7 @@ def test_a_worker_killed_from_outside_is_one_line():
     def work(_chunk):
         os.kill(os.getpid(), signal.SIGKILL)  # what the OOM killer does
 
-    with pytest.raises(UserError, match="a worker process stopped"):
+    with pytest.raises(UserError, match="a worker process ended abruptly"):
         map_reduce(list(range(4)), work, lambda _result: None, workers=1, quiet=True)
 
 
