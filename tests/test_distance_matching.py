@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import shutil
 import textwrap
 import zipfile
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 from helpers import exit_status
 from imagenets.evaluation.distance_matching import command as dm
 from imagenets.evaluation.distance_matching import vote as dm_vote
-from imagenets.evaluation.distance_matching.bank import cache_path, resized_size, upsample
+from imagenets.evaluation.distance_matching.bank import cache_path, file_stamps, resized_size, upsample
 from imagenets.idmaps import nearest_sources, resize_nearest
 from imagenets.evaluation.distance_matching.vote import CHUNK_ELEMENTS, VoteBank, knn_vote, vote_map
 from imagenets.codec import encode, read_mask
@@ -722,3 +723,18 @@ def test_shorter_side_becomes_256():
 
 def test_cache_file_name_is_keyed(tmp_path):
     assert cache_path(tmp_path, "ab" * 32).name == "embeddings-" + "ab" * 8 + ".pt"
+
+
+def test_a_train_semi_file_replaced_with_its_times_kept_changes_the_cache_key(tmp_path):
+    """``cp -p`` / ``rsync -a`` keep size and modification time: the embeddings' key must still move."""
+    image = tmp_path / "x.JPEG"
+    image.write_bytes(b"A" * 64)
+    (before,), _ = file_stamps([image])
+    times = image.stat()
+    replacement = tmp_path / "y.JPEG"
+    replacement.write_bytes(b"B" * 64)
+    os.utime(replacement, ns=(times.st_atime_ns, times.st_mtime_ns))
+    replacement.replace(image)
+    (after,), _ = file_stamps([image])
+    assert image.stat().st_size == times.st_size and image.stat().st_mtime_ns == times.st_mtime_ns
+    assert after != before

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -23,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from imagenets.codec import open_image, read_mask
 from imagenets.errors import UserError, info, warn
-from imagenets.fileio import atomic_path
+from imagenets.fileio import atomic_path, file_stamp
 from imagenets.progress import progress
 from imagenets.idmaps import resize_nearest
 from imagenets.subsets import IGNORE
@@ -226,16 +225,15 @@ def build_bank(model: nn.Module, images: Sequence[Path], masks: Sequence[Path], 
 
 
 def file_stamps(paths: Sequence[Path]) -> Tuple[List[List[int]], List[Path]]:
-    """(size, mtime_ns) of each file for the cache key, plus the files that are missing."""
+    """Each file's stamp for the cache key (``fileio.file_stamp``: size, times, inode, so a file replaced
+    with ``cp -p`` or ``rsync -a`` changes it), plus the files that are missing."""
     stamps: List[List[int]] = []
     missing: List[Path] = []
     for path in paths:
         try:
-            st = os.stat(path)
+            stamps.append(file_stamp(path))
         except OSError:
             missing.append(path)
-            continue
-        stamps.append([st.st_size, st.st_mtime_ns])
     return stamps, missing
 
 
