@@ -1,7 +1,8 @@
 """``match.py``: map unsupervised cluster ids onto ImageNet-S classes (image-level Hungarian matching).
 
     python match.py --predict-dir P --gt-dir G --mode 50 --workers 2 --session-name NAME [--clusters N]
-writes ``results/NAME.json`` (relative to the working directory) and prints its path.
+writes ``results/NAME.json`` (relative to the working directory) and prints its path, and the tie report
+``results/NAME.ties.json`` beside it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ with dependencies_of("match.py" if __name__ == "__main__" else None):
     from imagenets.evaluation.engine.inputs import add_pair_arguments
     from imagenets.evaluation.engine.matchfile import match_to_json, save_match
     from imagenets.evaluation.engine.matching import check_clusters, compute_match
+    from imagenets.evaluation.engine.tiebreak import DEFAULT_TIE_BREAK, TIE_BREAKS
     from imagenets.fileio import check_outputs, write_json_atomic
     from imagenets.metadata import Metadata, load_metadata
     from imagenets.subsets import Subset, get_subset
@@ -45,12 +47,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", choices=METHODS, default="image",
                         help="image: the benchmark's image-level co-occurrence; pixel: maximise the total "
                              "pixel intersection of cluster and class (not the benchmark's protocol)")
+    parser.add_argument("--tie-break", choices=list(TIE_BREAKS), default=DEFAULT_TIE_BREAK,
+                        help="which of several equally good matches to keep: "
+                             + "; ".join(f"{name}: {what}" for name, what in TIE_BREAKS.items())
+                             + ". Whether there were ties, and which clusters could go elsewhere, is written "
+                               "to results/NAME.ties.json")
     add_meta_argument(parser)
     add_device_argument(parser)
     add_quiet_argument(parser)
     parser.add_argument("--output", type=Path, default=None, metavar="FILE.json",
-                        help="also write a JSON report: match file, method, objective, image count, match "
-                             "(and, with --clusters, each cluster's class and purity)")
+                        help="also write a JSON report: match file, method, objective, image count, match, "
+                             "tie report (and, with --clusters, each cluster's class and purity)")
     parser.add_argument("--confusion", type=suffix_option(*MATRIX_SUFFIXES), default=None,
                         metavar="FILE.npz|FILE.csv",
                         help="also write the co-occurrence matrix the match maximises: rows = prediction id, "
@@ -78,13 +85,15 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--session-name {name!r}: use a plain file name (letters, digits, - and _)")
     check_clusters(args.clusters, subset.num_classes)  # before any long work
     match_path = Path("results") / f"{name}.json"
-    check_outputs({"match file": match_path, "--output": args.output, "--confusion": args.confusion}, {},
-                  {"--predict-dir": args.predict_dir, "--gt-dir": args.gt_dir})
+    ties_path = Path("results") / f"{name}.ties.json"
+    check_outputs({"match file": match_path, "tie report": ties_path, "--output": args.output,
+                   "--confusion": args.confusion}, {}, {"--predict-dir": args.predict_dir, "--gt-dir": args.gt_dir})
     meta = load_metadata(args.meta_dir, quiet=args.quiet)
     result = compute_match(args.predict_dir, args.gt_dir, subset, meta, method=args.method,
                            workers=args.workers, device=args.device, quiet=args.quiet,
-                           num_clusters=args.clusters)
+                           num_clusters=args.clusters, tie_break=args.tie_break)
     path = save_match(match_path, result["assignment"])
+    write_json_atomic(ties_path, result["ties"])
     over = args.clusters is not None  # without --clusters: today's output, byte for byte
     if over:
         info(cluster_table(result["report"], meta, subset), args.quiet)
@@ -93,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         report = {"match_file": str(path), "subset": subset.name, "method": args.method,
                   "images": result["images"], "objective": result["objective"],
-                  "match": match_to_json(result["assignment"])}
+                  "match": match_to_json(result["assignment"]), "ties": result["ties"]}
         if over:
             report.update(clusters=result["clusters"], cluster_report=result["report"])
         write_json_atomic(args.output, report)
@@ -109,7 +118,9 @@ COMMAND = Command("match", "match cluster ids to classes (image-level Hungarian 
                   description="Match unsupervised cluster ids 1..K to ImageNet-S classes by maximising the "
                               "number of images in which a cluster and a class co-occur (the benchmark's "
                               "matching); with --clusters N, clusters 1..N onto the K classes (many-to-one). "
-                              "Writes results/NAME.json.")
+                              "Among equally good matches it keeps the one the original match.py keeps "
+                              "(munkres 1.1.4's; --tie-break for others). Writes results/NAME.json and the "
+                              "tie report results/NAME.ties.json.")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ Clusters are 1..N with N >= K (N = K: the benchmark's one-to-one match; N > K: o
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -15,6 +15,7 @@ from imagenets.subsets import IGNORE
 
 from .assignment import linear_sum_assignment
 from .kernel import JointTable
+from .tiebreak import TieReport, tie_broken_assignment
 
 METHODS = ("image", "pixel")
 
@@ -83,19 +84,43 @@ class Cooccurrence:
         return flat.reshape(shape)
 
 
-def best_match(cooc: np.ndarray) -> Tuple[np.ndarray, int]:
+class MatchSolution(NamedTuple):
+    """A solved match: ``assignment[p-1]`` = class of cluster p, its objective, and its ties (None when
+    no tie-break was asked for)."""
+
+    assignment: np.ndarray
+    objective: int
+    ties: Optional[TieReport]
+
+
+def solve_match(cooc: np.ndarray, images: Optional[int] = None, tie_break: Optional[str] = None) -> MatchSolution:
     """Map clusters 1..N onto classes 1..K from the (N+1) x (K+1) co-occurrence, N >= K.
 
     Each class gets its own cluster, the distinct ones maximising ``sum C[p][g]`` (a linear assignment;
     with N = K that is every cluster, the benchmark's match); every other cluster goes to the class it
     co-occurs with most (ties: the smallest id), or to 0 when it co-occurs with none.
-    Returns ``assignment`` (``assignment[p-1]`` = class of cluster p) and the assignment's objective.
+    Among equally good assignments, ``tie_break`` (see ``tiebreak.TIE_BREAKS``; "munkres-1.1.4" is the
+    original match.py's) chooses, on the original's costs ``float32(1 - C / images)`` when ``images`` is
+    given (the image-level match), else on the counts; None takes any optimum (the fastest).
     """
     c = cooc[1:, 1:]
-    rows, cols = linear_sum_assignment(c, maximize=True)
+    ties = None
+    if tie_break is None:
+        rows, cols = linear_sum_assignment(c, maximize=True)
+    else:
+        col4row, ties = tie_broken_assignment(c, images, tie_break)
+        rows = np.flatnonzero(col4row >= 0)
+        cols = col4row[rows]
     assignment = np.where(c.max(axis=1, initial=0) > 0, np.argmax(c, axis=1) + 1, 0).astype(np.int64)
     assignment[rows] = cols + 1
-    return assignment, int(c[rows, cols].sum())
+    return MatchSolution(assignment, int(c[rows, cols].sum()), ties)
+
+
+def best_match(cooc: np.ndarray, images: Optional[int] = None, tie_break: Optional[str] = None
+               ) -> Tuple[np.ndarray, int]:
+    """``solve_match``'s assignment (``assignment[p-1]`` = class of cluster p) and objective."""
+    solution = solve_match(cooc, images, tie_break)
+    return solution.assignment, solution.objective
 
 
 def purity(cooc: np.ndarray, assignment: np.ndarray) -> List[Optional[float]]:
