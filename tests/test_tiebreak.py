@@ -172,3 +172,17 @@ def test_golden_match_file_is_the_originals_byte_for_byte(golden_dir, meta_dir, 
     assert COMMAND.main(["--predict-dir", str(case / "pred"), "--gt-dir", str(case / "gt"), "--mode", "50",
                          "--meta-dir", str(meta_dir), "--workers", "0", "--quiet"]) == 0
     assert (tmp_path / "results" / "match.json").read_bytes() == (case / "expected_match.json").read_bytes()
+
+
+def test_too_many_clusters_give_an_optimum_and_say_ties_were_not_analysed():
+    rng = np.random.default_rng(1)
+    counts = rng.integers(0, 3, (3100, 6))
+    cols, report = tie_broken_assignment(counts, 10)
+    rows = np.flatnonzero(cols >= 0)
+    assert rows.size == 6
+    scipy_optimize = pytest.importorskip("scipy.optimize")
+    best_rows, best_cols = scipy_optimize.linear_sum_assignment(counts, maximize=True)
+    assert counts[rows, cols[rows]].sum() == counts[best_rows, best_cols].sum()
+    assert report.unique is None and report.as_json()["unique"] is None and report.tied_clusters == ()
+    [line] = report.warnings()
+    assert "3100 clusters: above 3072, ties are neither analysed nor broken" in line

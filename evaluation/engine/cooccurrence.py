@@ -46,18 +46,51 @@ class Cooccurrence:
         cells = cells[:, :-1]                                        # (nG, nP): drop out-of-range column
         g_sel = (gt_ids >= 1) & (gt_ids <= k)
         p_sel = (table.pred_ids >= 1) & (cells.sum(axis=0) > 0)     # predicted on kept pixels
+        weights = cells[np.ix_(g_sel, p_sel)].T.ravel() if self.method == "pixel" else None
+        self._add(table.top_id, outside, gt_ids[g_sel], table.pred_ids[p_sel], weights)
+
+    def update_pair(self, gt: np.ndarray, pred: np.ndarray) -> None:
+        """Add one image from its raw masks (image method): what ``update_table`` adds from the joint
+        table, from the ids present alone (no pixel count per pair of ids)."""
+        if self.method != "image":
+            raise ValueError("update_pair serves the image method; the pixel method needs update_table")
+        n, k = self.num_clusters, self.num_classes
+        # Masks are piecewise constant: one id pair per run along the rows is enough to see them all.
+        h, w = gt.shape
+        starts = np.empty((h, w), dtype=bool)
+        starts[:, 0] = True
+        np.not_equal(pred[:, 1:], pred[:, :-1], out=starts[:, 1:])
+        starts[:, 1:] |= gt[:, 1:] != gt[:, :-1]
+        first = np.flatnonzero(starts)
+        g, p = gt.reshape(-1).take(first), pred.reshape(-1).take(first)
+        top = int(p.max())                                         # the largest id, ignore included
+        kept = g != IGNORE
+        everywhere = bool(kept.all())
+        outside = 0
+        if top > n:                                                # kept pixels with an id above N
+            beyond = p > n
+            if not everywhere:
+                beyond &= kept
+            outside = int(np.diff(first, append=h * w)[beyond].sum())
+        if not everywhere:
+            p = p[kept]
+        p_ids = np.flatnonzero(np.bincount(p, minlength=n + 1)[1:n + 1]) + 1
+        g_ids = np.flatnonzero(np.bincount(g, minlength=k + 1)[1:k + 1]) + 1
+        self._add(top, outside, g_ids, p_ids)
+
+    def _add(self, top: int, outside: int, g: np.ndarray, p: np.ndarray, weights: Optional[np.ndarray] = None) -> None:
+        """Book one image: its largest prediction id, kept pixels with an id above N, and the classes g
+        and clusters p present (with their (p, g) pixel counts for the pixel method)."""
         self.images += 1
-        self.top_id = max(self.top_id, table.top_id)
+        self.top_id = max(self.top_id, top)
         if outside:
             self.outside_pixels += outside
             self.outside_images += 1
-        g, p = gt_ids[g_sel], table.pred_ids[p_sel]
         if not (g.size and p.size):
             return
-        keys = (p[:, None] * (k + 1) + g[None, :]).ravel()
-        self._keys.append(keys)
-        if self.method == "pixel":
-            self._weights.append(cells[np.ix_(g_sel, p_sel)].T.ravel())
+        self._keys.append((p[:, None] * (self.num_classes + 1) + g[None, :]).ravel())
+        if weights is not None:
+            self._weights.append(weights)
 
     def merge(self, other: "Cooccurrence") -> "Cooccurrence":
         self.images += other.images

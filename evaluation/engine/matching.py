@@ -29,7 +29,10 @@ class _CountChunk:
         counts = Cooccurrence(self.num_classes, self.method, self.num_clusters)
         for pair in pairs:
             gt, pred = read_pair(pair)
-            counts.update_table(joint_table(gt, pred, self.num_clusters, with_boundaries=False))
+            if self.method == "image":  # which ids are present is all it needs
+                counts.update_pair(gt, pred)
+            else:
+                counts.update_table(joint_table(gt, pred, self.num_clusters, with_boundaries=False))
         return counts
 
 

@@ -140,6 +140,7 @@ class _Emulation:
         self.n = n = c.shape[0]
         self.bit = [1 << i for i in range(n)]
         self.below = [b - 1 for b in self.bit]                 # bits of the columns before each column
+        self.scratch = np.empty((0, n), dtype=np.int64)        # room for the columns opened in a pass
 
     def run(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         """Column per row, the final duals ``u`` and ``v`` (optimal: ``c - u - v >= 0``, zero on the
@@ -193,6 +194,8 @@ class _Emulation:
         covered: List[int] = []                                # rows covered since the last step 6
         pending: List[int] = []                                # columns opened since the last step 6
         prime = [-1] * n
+        scratch = self.scratch
+        gap = np.empty(n, dtype=np.int64)
         row = col = 0                                          # step 4's scan position
         while True:
             if not cand:                                       # step 6
@@ -201,14 +204,17 @@ class _Emulation:
                     groups.append((shift, covered))
                     covered = []
                 if pending:
-                    col_open[pending] = True
-                    v_open[pending] = v[pending] - shift
-                    if len(pending) == 1:
-                        np.minimum(best, ct[pending[0]] - v_open[pending[0]], out=best)
-                    else:
-                        np.minimum(best, (ct[pending] - v_open[pending][:, None]).min(axis=0), out=best)
+                    opening = np.array(pending)
+                    col_open[opening] = True
+                    offsets = np.array([opened[j] for j in pending])
+                    v_open[opening] = offsets
+                    if opening.size > scratch.shape[0]:
+                        self.scratch = scratch = np.empty((2 * opening.size, n), dtype=np.int64)
+                    block = ct.take(opening, axis=0, out=scratch[:opening.size])
+                    block -= offsets[:, None]
+                    np.minimum(best, block.min(axis=0), out=best)
                     pending = []
-                gap = best - u_open
+                np.subtract(best, u_open, out=gap)
                 shift = int(gap.min())
                 ys = np.flatnonzero(gap == shift)
                 if ys.size == 1:

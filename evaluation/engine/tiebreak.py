@@ -14,6 +14,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from .assignment import linear_sum_assignment
 from .munkres_order import benchmark_costs, exact_integers, munkres_114
 from .sap_order import native_order, pure_python_order, scipy_order
 from .ties import rows_with_alternatives
@@ -30,6 +31,9 @@ TIE_BREAKS: Dict[str, str] = {
 }
 # Clusters that co-occur with at least this share of the classes seen are "everywhere".
 BROAD_SHARE = 0.9
+#: Most clusters (N > K) a tie-break handles: munkres works on a padded N x N copy (memory N^2, time
+#: about N^2 K); beyond, the match is any optimum and its ties are not analysed (a warning says so).
+MAX_PADDED_CLUSTERS = 3072
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,7 @@ class TieReport:
     """The ties of one match (``as_json`` is the report file's object)."""
 
     tie_break: str
-    unique: bool
+    unique: Optional[bool]            # None: too many clusters to analyse (MAX_PADDED_CLUSTERS)
     clusters: int                     # N: ids 1..N took part
     predicted_clusters: int           # ids co-occurring with at least one class
     tied_clusters: Tuple[int, ...]    # ids some other optimal match sends elsewhere
@@ -55,7 +59,11 @@ class TieReport:
     def warnings(self) -> List[str]:
         """One line on the ties if the optimum is not unique, one more for a degenerate match."""
         lines = []
-        if not self.unique and self.predicted_clusters:  # with none predicted, the match warns it is arbitrary
+        if self.unique is None:
+            lines.append(f"{self.clusters} clusters: above {MAX_PADDED_CLUSTERS}, ties are neither analysed nor "
+                         f"broken as {self.tie_break} breaks them (munkres pads the costs to {self.clusters} x "
+                         f"{self.clusters}); the match is one of the optimal ones")
+        elif not self.unique and self.predicted_clusters:  # with none predicted, the match warns it is arbitrary
             unseen = len(self.tied_clusters) - self.tied_predicted_clusters
             lines.append(
                 f"tied match: {self.tied_predicted_clusters} of the {self.predicted_clusters} predicted clusters "
@@ -85,6 +93,11 @@ def tie_broken_assignment(counts: np.ndarray, images: Optional[int], tie_break: 
         raise ValueError(f"unknown tie-break {tie_break!r}: use one of {', '.join(TIE_BREAKS)}")
     counts = np.asarray(counts, dtype=np.int64)
     n, k = counts.shape
+    if n > max(k, MAX_PADDED_CLUSTERS):
+        rows, cols = linear_sum_assignment(counts, maximize=True)
+        col4row = np.full(n, -1, dtype=np.int64)
+        col4row[rows] = cols
+        return col4row, _report(counts, tie_break, None, np.zeros(n, dtype=bool))
     if images is None or tie_break == "scipy":
         costs = (counts.max(initial=0) - counts).astype(np.float64)  # what maximising the counts means
     else:
@@ -113,13 +126,13 @@ _SOLVERS: Dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
-def _report(counts: np.ndarray, tie_break: str, unique: bool, alternative: np.ndarray) -> TieReport:
+def _report(counts: np.ndarray, tie_break: str, unique: Optional[bool], alternative: np.ndarray) -> TieReport:
     predicted = counts.any(axis=1)
     seen = int(np.count_nonzero(counts.any(axis=0)))
     breadth = np.count_nonzero(counts, axis=1)
     broad = int(np.count_nonzero(predicted & (breadth >= BROAD_SHARE * seen))) if seen >= 2 else 0
     predicted_count = int(np.count_nonzero(predicted))
-    degenerate = (not unique) and predicted_count >= 2 and 2 * broad >= predicted_count
+    degenerate = unique is False and predicted_count >= 2 and 2 * broad >= predicted_count
     return TieReport(tie_break=tie_break, unique=unique, clusters=int(counts.shape[0]),
                      predicted_clusters=predicted_count,
                      tied_clusters=tuple((np.flatnonzero(alternative) + 1).tolist()),
