@@ -48,6 +48,7 @@ class TieReport:
     tied_predicted_clusters: int
     broad_clusters: int               # predicted ids co-occurring with >= 90% of the classes seen
     degenerate: bool
+    image_level: bool = True          # counts of images (else of pixels): the warning's advice differs
 
     def as_json(self) -> Dict[str, object]:
         return {"tie_break": self.tie_break, "unique": self.unique, "clusters": self.clusters,
@@ -70,14 +71,16 @@ class TieReport:
                 + (f"(and {unseen} that co-occur with no class) " if unseen else "")
                 + "could go to another class at the same objective; "
                 + f"kept {self.tie_break}'s choice"
-                + (", the original match.py's" if self.tie_break == DEFAULT_TIE_BREAK else "")
+                + (", the original match.py's" if self.tie_break == DEFAULT_TIE_BREAK and self.image_level else "")
                 + " (other tools and munkres versions may choose, and count ties, differently)")
         if self.degenerate:
+            advice = ("image-level co-occurrence cannot tell them apart and the match is mostly ties; "
+                      "--method pixel matches by pixel overlap instead") if self.image_level else (
+                      "the match is mostly ties")
             lines.append(
                 f"degenerate match: {self.broad_clusters} of {self.predicted_clusters} predicted clusters "
                 f"co-occur with at least {BROAD_SHARE:.0%} of the classes seen (every cluster in nearly every "
-                "image, as with noisy or salt-and-pepper predictions), so image-level co-occurrence cannot "
-                "tell them apart and the match is mostly ties; --method pixel matches by pixel overlap instead")
+                f"image, as with noisy or salt-and-pepper predictions), so {advice}")
         return lines
 
 
@@ -87,7 +90,9 @@ def tie_broken_assignment(counts: np.ndarray, images: Optional[int], tie_break: 
     with ``tie_break``'s choice among optima, and the tie report.
 
     ``images`` (N images) gives the original's costs ``float32(1 - C / N)`` (the image-level match);
-    None uses the counts themselves (pixel counts). scipy always sees the counts.
+    None uses the counts themselves (pixel counts). scipy always sees the counts. A tie counts where it
+    changes a cluster's class, a cluster left without a class of its own taking the one it co-occurs
+    with most (``solve_match``'s rule).
     """
     if tie_break not in TIE_BREAKS:
         raise ValueError(f"unknown tie-break {tie_break!r}: use one of {', '.join(TIE_BREAKS)}")
@@ -97,19 +102,21 @@ def tie_broken_assignment(counts: np.ndarray, images: Optional[int], tie_break: 
         rows, cols = linear_sum_assignment(counts, maximize=True)
         col4row = np.full(n, -1, dtype=np.int64)
         col4row[rows] = cols
-        return col4row, _report(counts, tie_break, None, np.zeros(n, dtype=bool))
+        return col4row, _report(counts, tie_break, None, np.zeros(n, dtype=bool), images is not None)
     if images is None or tie_break == "scipy":
         costs = (counts.max(initial=0) - counts).astype(np.float64)  # what maximising the counts means
     else:
         costs = benchmark_costs(counts, images).astype(np.float64)
     col4row, tight = munkres_114(costs)
+    # A cluster left without a class of its own goes to the class it co-occurs with most (or none).
+    fallback = np.where(counts.max(axis=1, initial=0) > 0, counts.argmax(axis=1), -1)
+    alternative = rows_with_alternatives(tight, col4row, k, fallback)[:n]
     col4row = col4row[:n]
-    alternative = rows_with_alternatives(tight, col4row, k)[:n]
     col4row = np.where(col4row < k, col4row, -1)
     unique = not alternative.any()
     if tie_break != DEFAULT_TIE_BREAK and not (unique and _exact_for_any_solver(costs)):
         col4row = _SOLVERS[tie_break](-counts.astype(np.float64) if tie_break == "scipy" else costs)
-    return col4row, _report(counts, tie_break, unique, alternative)
+    return col4row, _report(counts, tie_break, unique, alternative, images is not None)
 
 
 def _exact_for_any_solver(costs: np.ndarray) -> bool:
@@ -126,7 +133,8 @@ _SOLVERS: Dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
-def _report(counts: np.ndarray, tie_break: str, unique: Optional[bool], alternative: np.ndarray) -> TieReport:
+def _report(counts: np.ndarray, tie_break: str, unique: Optional[bool], alternative: np.ndarray,
+            image_level: bool) -> TieReport:
     predicted = counts.any(axis=1)
     seen = int(np.count_nonzero(counts.any(axis=0)))
     breadth = np.count_nonzero(counts, axis=1)
@@ -137,4 +145,4 @@ def _report(counts: np.ndarray, tie_break: str, unique: Optional[bool], alternat
                      predicted_clusters=predicted_count,
                      tied_clusters=tuple((np.flatnonzero(alternative) + 1).tolist()),
                      tied_predicted_clusters=int(np.count_nonzero(alternative & predicted)),
-                     broad_clusters=broad, degenerate=degenerate)
+                     broad_clusters=broad, degenerate=degenerate, image_level=image_level)

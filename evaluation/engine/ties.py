@@ -18,11 +18,16 @@ from .bitsets import bits_of, row_bits
 __all__ = ["rows_with_alternatives"]
 
 
-def rows_with_alternatives(tight: np.ndarray, col4row: np.ndarray, columns: Optional[int] = None) -> np.ndarray:
+def rows_with_alternatives(tight: np.ndarray, col4row: np.ndarray, columns: Optional[int] = None,
+                           fallback: Optional[np.ndarray] = None) -> np.ndarray:
     """Bool per row: some optimal assignment gives it another column. ``tight`` is the square bool matrix
-    of zero reduced costs under optimal duals, ``col4row`` an optimal assignment. With ``columns`` < n,
-    the columns from ``columns`` on are padding (all-equal columns standing for "no column"): moving
-    rows between padding columns is no alternative, taking one or leaving one is."""
+    of zero reduced costs under optimal duals, ``col4row`` an optimal assignment.
+
+    With ``columns`` < n, the columns from ``columns`` on are padding (all-equal columns standing for "no
+    column"): moving rows between padding columns is no alternative. A row without a real column ends
+    up at ``fallback[row]`` (a real column or -1); taking or leaving a real column is an alternative
+    only where that changes the row's final column.
+    """
     n = col4row.size
     if n < 2:
         return np.zeros(n, dtype=bool)
@@ -33,23 +38,25 @@ def rows_with_alternatives(tight: np.ndarray, col4row: np.ndarray, columns: Opti
         np.fill_diagonal(arcs, False)
         return _components(arcs)[1] > 1
     # Rows on padding become one node (the last): into it from every row tight on padding (all padding
-    # columns are alike, so one stands for all), out of it wherever one of them is tight.
+    # columns are alike, so one stands for all), out of it wherever one of them is tight. An arc within
+    # a strongly connected component closes a cycle: an alternative for the row it leaves.
     kept = np.flatnonzero(real)
     padded = np.flatnonzero(~real)
+    fall = np.full(n, -1) if fallback is None else fallback
+    final = np.where(real, col4row, fall)
     size = kept.size + 1
     merged = np.zeros((size, size), dtype=bool)
     merged[:-1, :-1] = arcs[np.ix_(kept, kept)]
     merged[:-1, -1] = arcs[kept, padded[0]]
     merged[-1, :-1] = arcs[np.ix_(padded, kept)].any(axis=0)
     np.fill_diagonal(merged, False)
-    label, size_of = _components(merged)
+    label, _size_of = _components(merged)
+    inside = merged & (label[:, None] == label[None, :])       # arcs that close a cycle
     result = np.zeros(n, dtype=bool)
-    result[kept] = size_of[:-1] > 1
-    pool = label[-1]
-    if size_of[-1] > 1:
-        # A row on padding can take a real column only through the pool's own cycle.
-        in_pool_cycle = (label[:-1] == pool)
-        result[padded] = (arcs[np.ix_(padded, kept)] & in_pool_cycle).any(axis=1)
+    result[kept] = inside[:-1, :-1].any(axis=1) | (inside[:-1, -1] & (col4row[kept] != fall[kept]))
+    # A row on padding can take a real column only through the pool's own component.
+    reach = arcs[np.ix_(padded, kept)] & (label[:-1] == label[-1])[None, :]
+    result[padded] = (reach & (col4row[kept][None, :] != final[padded][:, None])).any(axis=1)
     return result
 
 
