@@ -121,6 +121,19 @@ def test_more_clusters_than_classes_are_padded_as_munkres_pads_them():
         assert {i: int(j) for i, j in enumerate(col4row) if j >= 0} == expected
 
 
+def test_many_identical_rows_keep_munkres_1_1_4s_choice():
+    """Repeated rows (clusters that co-occur alike) share their slacks in the fast steps."""
+    munkres = _munkres_1_1_4()
+    rng = np.random.default_rng(10)
+    for _ in range(8):
+        classes, distinct = int(rng.integers(64, 120)), int(rng.integers(3, 20))
+        counts = rng.integers(0, 6, (distinct, classes))[rng.integers(0, distinct, classes)]
+        col4row, report = tie_broken_assignment(counts, 8)
+        assert not report.unique
+        assert [(i, int(j)) for i, j in enumerate(col4row)] == munkres.Munkres().compute(
+            benchmark_costs(counts, 8).tolist())
+
+
 def test_fast_steps_equal_the_literal_steps_on_any_exact_costs():
     rng = np.random.default_rng(7)
     for trial in range(400):

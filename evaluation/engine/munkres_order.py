@@ -87,6 +87,21 @@ def _padded(matrix: np.ndarray) -> np.ndarray:
 # The fast emulation
 
 
+def _distinct_rows(c: np.ndarray, ct: np.ndarray) -> Tuple[Optional[np.ndarray], Optional[np.ndarray], np.ndarray]:
+    """``(rep, first, ct_rows)``: each row's index among the distinct rows of ``c``, the first row of
+    each, and ``ct`` restricted to those (columns x distinct rows); ``(None, None, ct)`` when fewer than
+    a fifth of the rows repeat."""
+    n = c.shape[0]
+    if n < 64:
+        return None, None, ct
+    weights = np.random.default_rng(0).integers(1, 1 << 20, size=c.shape[1])
+    keys = c @ weights                                         # wraps on overflow: only a hash
+    _keys, first, rep = np.unique(keys, return_index=True, return_inverse=True)
+    if first.size > 0.8 * n or not (c == c[first[rep]]).all():  # few repeats, or a hash collision
+        return None, None, ct
+    return rep.reshape(-1), first, np.ascontiguousarray(ct[:, first])
+
+
 class _FreeMinima:
     """Per row, the smallest cost over the free (never starred) columns; the free set only shrinks.
 
@@ -140,7 +155,9 @@ class _Emulation:
         self.n = n = c.shape[0]
         self.bit = [1 << i for i in range(n)]
         self.below = [b - 1 for b in self.bit]                 # bits of the columns before each column
-        self.scratch = np.empty((0, n), dtype=np.int64)        # room for the columns opened in a pass
+        # Identical rows get identical slacks: keep them once (columns x distinct rows) when that saves.
+        self.rep, self.first, self.ct_rows = _distinct_rows(c, self.ct)
+        self.scratch = np.empty((0, self.ct_rows.shape[1]), dtype=np.int64)  # room for a pass's columns
 
     def run(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         """Column per row, the final duals ``u`` and ``v`` (optimal: ``c - u - v >= 0``, zero on the
@@ -180,6 +197,8 @@ class _Emulation:
         # best[i]: the smallest c[i, j] - v_open[j] over the uncovered columns, so that row i's smallest
         # reduced cost there is best[i] - u[i] - shift (uncovered rows keep their u within a phase).
         best = minima.minima() - int(v[free[0]])              # free columns share one v
+        rep, ct_rows = self.rep, self.ct_rows
+        slack = best if rep is None else best[self.first]     # best per distinct row
         u_open = u.copy()                                      # u, or -_NEVER once the row is covered
         cand = bits_of(np.flatnonzero(best == u).tolist())    # uncovered rows with an uncovered zero
         fresh = ((1 << n) - 1) & ~cand                         # uncovered rows not (yet) in cand
@@ -209,10 +228,12 @@ class _Emulation:
                     offsets = np.array([opened[j] for j in pending])
                     v_open[opening] = offsets
                     if opening.size > scratch.shape[0]:
-                        self.scratch = scratch = np.empty((2 * opening.size, n), dtype=np.int64)
-                    block = ct.take(opening, axis=0, out=scratch[:opening.size])
+                        self.scratch = scratch = np.empty((2 * opening.size, ct_rows.shape[1]), dtype=np.int64)
+                    block = ct_rows.take(opening, axis=0, out=scratch[:opening.size])
                     block -= offsets[:, None]
-                    np.minimum(best, block.min(axis=0), out=best)
+                    np.minimum(slack, block.min(axis=0), out=slack)
+                    if rep is not None:
+                        slack.take(rep, out=best)
                     pending = []
                 np.subtract(best, u_open, out=gap)
                 shift = int(gap.min())
