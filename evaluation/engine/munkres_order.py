@@ -40,19 +40,23 @@ def benchmark_costs(counts: np.ndarray, images: int) -> np.ndarray:
 
 
 def exact_integers(costs: np.ndarray) -> Optional[np.ndarray]:
-    """Non-negative finite float costs as int64 multiples of the finest binary step among them, or None
-    when those multiples reach 2**52 (float64 arithmetic on the costs may round: a float run must answer)."""
+    """Non-negative finite float costs as int64 multiples of one binary step that divides them all, or
+    None when those multiples reach 2**52 (float64 arithmetic on the costs may round: a float run must
+    answer). float32 values (24 significant bits) take the step of the smallest one's last bit."""
     values = np.asarray(costs, dtype=np.float64)
     if not np.isfinite(values).all() or (values.size and values.min() < 0):
         return None
-    nonzero = values[values != 0]
-    if nonzero.size == 0:
+    positive = values[values > 0]
+    if positive.size == 0:
         return np.zeros(values.shape, dtype=np.int64)
-    mantissa, exponent = np.frexp(nonzero)                     # x = mantissa * 2**exponent, 0.5 <= mantissa < 1
-    digits = np.ldexp(mantissa, 53).astype(np.int64)          # the 53-bit significand as a whole number
-    _half, lowest_one = np.frexp((digits & -digits).astype(np.float64))
-    fraction_bits = 53 - exponent - (lowest_one - 1)           # binary digits after the point
-    scaled = np.ldexp(values, max(int(fraction_bits.max()), 0))
+    if np.array_equal(values.astype(np.float32), values):
+        shift = 24 - int(np.frexp(positive.min())[1])
+    else:
+        mantissa, exponent = np.frexp(positive)                # x = mantissa * 2**exponent, 0.5 <= mantissa < 1
+        digits = np.ldexp(mantissa, 53).astype(np.int64)      # the 53-bit significand as a whole number
+        _half, lowest_one = np.frexp((digits & -digits).astype(np.float64))
+        shift = int((53 - exponent - (lowest_one - 1)).max())  # binary digits after the point
+    scaled = np.ldexp(values, max(shift, 0))
     if scaled.max() >= 2.0 ** 52:
         return None
     return scaled.astype(np.int64)
