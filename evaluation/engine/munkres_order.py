@@ -28,6 +28,8 @@ __all__ = ["benchmark_costs", "exact_integers", "munkres_114", "munkres_114_refe
 
 # A reduced cost that no zero test can meet (covered rows' keys).
 _NEVER = np.int64(1) << np.int64(62)
+# v_open of a covered column: c - v_open is then far above any u + shift, so never a zero.
+_CLOSED = -(np.int64(1) << np.int64(61))
 # Every value munkres forms stays below this many of the float32 grid's steps, else floats may round.
 _EXACT_LIMIT = 2 ** 53
 # Phases whose free columns are few enough rescan them directly instead of keeping sorted rows.
@@ -206,15 +208,15 @@ class _Emulation:
         u_open = u.copy()                                      # u, or -_NEVER once the row is covered
         cand = bits_of(np.flatnonzero(best == u).tolist())    # uncovered rows with an uncovered zero
         fresh = ((1 << n) - 1) & ~cand                         # uncovered rows not (yet) in cand
-        col_open = np.zeros(n, dtype=bool)
-        col_open[free] = True
         ucols = bits_of(free.tolist())
         u_list, v_list = u.tolist(), v.tolist()
-        v_open = v.copy()                                      # v - shift at opening, for open columns
-        opened = list(v_list)                                  # the same, as a list, for single reads
+        # v minus the shift at opening for open columns, _CLOSED for covered ones (so that no zero test
+        # on c - v_open can pass there), and the same as a list for single reads.
+        v_open = np.full(n, _CLOSED, dtype=np.int64)
+        v_open[free] = v[free]
+        opened = list(v_list)
+        covered_at = np.full(n, -1, dtype=np.int64)            # shift when each row was covered
         shift = 0                                              # running total of step 6's values
-        groups = []                                            # (shift, rows covered at that shift)
-        covered: List[int] = []                                # rows covered since the last step 6
         pending: List[int] = []                                # columns opened since the last step 6
         prime = [-1] * n
         scratch = self.scratch
@@ -222,15 +224,9 @@ class _Emulation:
         row = col = 0                                          # step 4's scan position
         while True:
             if not cand:                                       # step 6
-                if covered:
-                    u_open[covered] = -_NEVER
-                    groups.append((shift, covered))
-                    covered = []
                 if pending:
                     opening = np.array(pending)
-                    col_open[opening] = True
-                    offsets = np.array([opened[j] for j in pending])
-                    v_open[opening] = offsets
+                    offsets = v_open.take(opening)
                     if opening.size > scratch.shape[0]:
                         self.scratch = scratch = np.empty((2 * opening.size, ct_rows.shape[1]), dtype=np.int64)
                     block = ct_rows.take(opening, axis=0, out=scratch[:opening.size])
@@ -244,9 +240,9 @@ class _Emulation:
                 ys = np.flatnonzero(gap == shift)
                 if ys.size == 1:
                     y = int(ys[0])
-                    new_zeros = [(y, np.flatnonzero((c[y] - v_open == u_list[y] + shift) & col_open).tolist())]
+                    new_zeros = [(y, np.flatnonzero(c[y] - v_open == u_list[y] + shift).tolist())]
                 else:
-                    block = (c[ys] - v_open == (u[ys] + shift)[:, None]) & col_open
+                    block = c[ys] - v_open == (u[ys] + shift)[:, None]
                     new_zeros = [(y, np.flatnonzero(zeros).tolist()) for y, zeros in zip(ys.tolist(), block)]
                 for y, cols in new_zeros:
                     bits = 0
@@ -274,11 +270,12 @@ class _Emulation:
             s = star[r]
             if s < 0:
                 break
-            covered.append(r)
+            u_open[r] = -_NEVER
+            covered_at[r] = shift
             ucols |= bit[s]
             pending.append(s)
             v_s = v_list[s]
-            opened[s] = v_s - shift
+            opened[s] = v_open[s] = v_s - shift
             found = zc[s] & fresh
             while found:
                 low = found & -found
@@ -292,13 +289,10 @@ class _Emulation:
                     zr[y] &= ~bit[s]
             row, col = r, s
         # Fold the lazy duals back, then step 5: flip the path from the last prime.
-        groups.append((shift, covered))
-        for at, rows in groups:
-            if rows:
-                u[rows] -= shift - at
-        col_open[pending] = True
-        v_open[pending] = v[pending] - shift
-        v[col_open] = v_open[col_open] + shift
+        rows = np.flatnonzero(covered_at >= 0)
+        u[rows] -= shift - covered_at[rows]
+        open_cols = v_open != _CLOSED
+        v[open_cols] = v_open[open_cols] + shift
         while True:
             above = star_row[j]
             star[r], star_row[j] = j, r
