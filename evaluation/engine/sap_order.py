@@ -118,51 +118,60 @@ def _pure_python(c: np.ndarray) -> np.ndarray:
 
 
 def _scan_like_scipy(c: np.ndarray, warm_start: bool) -> np.ndarray:
-    """scipy's ``augmenting_path`` loop (munkres 3.0.0's kernel adds the warm start)."""
+    """scipy's ``augmenting_path`` loop (munkres 3.0.0's kernel adds the warm start).
+
+    The columns left are kept in the solver's list order, and with them (moved alike when a scanned
+    column takes the last one's place) their distances, path rows, v and whether they are free.
+    """
     n, m = c.shape
     if warm_start:
         u, col4row, row4col = _warm_start(c)
     else:
         u, col4row, row4col = np.zeros(n), np.full(n, -1, dtype=np.int64), np.full(m, -1, dtype=np.int64)
     v = np.zeros(m)
-    path = np.full(m, -1, dtype=np.int64)
+    reach = np.empty(m)
     for current in range(n):
         if col4row[current] >= 0:
             continue
         remaining = np.arange(m - 1, -1, -1, dtype=np.int64)
-        left = m
         shortest = np.full(m, np.inf)
-        scanned_rows = [current]
-        scanned_cols = []
-        low = 0.0
-        i = current
+        path = np.full(m, -1, dtype=np.int64)
+        v_left = v[remaining]
+        free_left = row4col[remaining] < 0
+        scanned = []                                       # (column, its distance, its path row)
+        left, low, i = m, 0.0, current
         while True:
-            cols = remaining[:left]
-            reach = ((low + c[i, cols]) - u[i]) - v[cols]
-            better = reach < shortest[cols]
-            shortest[cols[better]] = reach[better]
-            path[cols[better]] = i
-            dist = shortest[cols]
+            r, dist = reach[:left], shortest[:left]
+            np.add(low, c[i].take(remaining[:left]), out=r)   # the solver's ((low + c) - u) - v
+            r -= u[i]
+            r -= v_left[:left]
+            better = r < dist
+            np.copyto(dist, r, where=better)
+            np.copyto(path[:left], i, where=better)
             low = dist.min()
             at_low = dist == low
-            free_at_low = np.flatnonzero(at_low & (row4col[cols] < 0))
-            index = int(free_at_low[-1]) if free_at_low.size else int(at_low.argmax())
-            j = int(cols[index])
-            if row4col[j] < 0:
-                sink = j
+            free_at_low = at_low & free_left[:left]
+            # The smallest distance wins; among equal ones the last free column, else the first.
+            index = left - 1 - int(free_at_low[::-1].argmax()) if free_at_low.any() else int(at_low.argmax())
+            j = int(remaining[index])
+            if free_left[index]:
+                sink, sink_row = j, int(path[index])
                 break
-            scanned_cols.append(j)
+            scanned.append((j, shortest[index], int(path[index])))
             i = int(row4col[j])
-            scanned_rows.append(i)
-            remaining[index] = remaining[left - 1]
-            left -= 1
+            last = left - 1
+            for array in (remaining, shortest, path, v_left, free_left):
+                array[index] = array[last]
+            left = last
         u[current] += low
-        for j in scanned_cols:
-            u[row4col[j]] += low - shortest[j]
-            v[j] -= low - shortest[j]
+        came_from = {sink: sink_row}
+        for j, dist_j, row_j in scanned:
+            u[row4col[j]] += low - dist_j
+            v[j] -= low - dist_j
+            came_from[j] = row_j
         j = sink
         while True:
-            i = int(path[j])
+            i = came_from[j]
             row4col[j] = i
             col4row[i], j = j, int(col4row[i])
             if i == current:
