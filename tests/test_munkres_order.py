@@ -217,6 +217,17 @@ def test_scipy_tie_break_is_scipys_answer_on_the_counts():
         assert scipy_order(-counts.astype(np.float64)).tolist() == ours.tolist()
 
 
+def test_alike_clusters_left_without_a_class_are_the_solvers_choice_too():
+    """The classes are unique here, but which of the two alike clusters 1 and 2 stays without one is
+    not: the other solver's own choice is kept (its final classes are the same either way)."""
+    scipy_optimize = pytest.importorskip("scipy.optimize")
+    counts = np.array([[5, 4], [5, 4], [6, 6], [4, 4], [5, 4], [2, 2]])
+    cols, report = tie_broken_assignment(counts, 12, "scipy")
+    rows, expected = scipy_optimize.linear_sum_assignment(counts, maximize=True)
+    assert report.unique and {i: int(j) for i, j in enumerate(cols) if j >= 0} == dict(zip(rows.tolist(),
+                                                                                             expected.tolist()))
+
+
 def test_a_unique_optimum_is_every_tie_breaks_answer():
     rng = np.random.default_rng(9)
     found = 0

@@ -107,15 +107,18 @@ def tie_broken_assignment(counts: np.ndarray, images: Optional[int], tie_break: 
         costs = (counts.max(initial=0) - counts).astype(np.float64)  # what maximising the counts means
     else:
         costs = benchmark_costs(counts, images).astype(np.float64)
-    col4row, tight = munkres_114(costs)
+    square, tight = munkres_114(costs)
     # A cluster left without a class of its own goes to the class it co-occurs with most (or none).
     fallback = np.where(counts.max(axis=1, initial=0) > 0, counts.argmax(axis=1), -1)
-    alternative = rows_with_alternatives(tight, col4row, k, fallback)[:n]
-    col4row = col4row[:n]
-    col4row = np.where(col4row < k, col4row, -1)
+    alternative = rows_with_alternatives(tight, square, k, fallback)[:n]
     unique = not alternative.any()
-    if tie_break != DEFAULT_TIE_BREAK and not (unique and _exact_for_any_solver(costs)):
-        col4row = _SOLVERS[tie_break](-counts.astype(np.float64) if tie_break == "scipy" else costs)
+    col4row = np.where(square[:n] < k, square[:n], -1)
+    if tie_break != DEFAULT_TIE_BREAK:
+        # Another solver returns this same assignment only if no other one is optimal at all (the
+        # classes may be unique while which of two alike clusters stays without one is not).
+        alone = unique and not rows_with_alternatives(tight, square, k)[:n].any()
+        if not (alone and _exact_for_any_solver(costs)):
+            col4row = _SOLVERS[tie_break](-counts.astype(np.float64) if tie_break == "scipy" else costs)
     return col4row, _report(counts, tie_break, unique, alternative, images is not None)
 
 
