@@ -2,7 +2,10 @@
 
 Run: ``python bench/bench_assignment.py [--classes 919] [--images 12419] [--repeat 3] [--seed 0]``.
 Compares with scipy's ``linear_sum_assignment`` when scipy is installed (it is not a run-time dependency),
-then times both on each matrix family the solver must handle (goal: ours within 3x scipy on every one).
+then times both on each matrix family the solver must handle (goal: ours within 3x scipy on every one),
+then the match itself on each family of co-occurrence counts, ties broken as the original match.py
+breaks them (munkres 1.1.4's choice, with the tie report; goal: within 2 s on every family), and once
+each with the other tie-breaks.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Callable, Iterator, List, Tuple
 import numpy as np
 
 from imagenets.evaluation.engine.assignment import linear_sum_assignment
+from imagenets.evaluation.engine.tiebreak import DEFAULT_TIE_BREAK, TIE_BREAKS, tie_broken_assignment
 
 
 def simulate_images(num_classes: int, num_images: int, seed: int) -> Tuple[List[np.ndarray], List[np.ndarray]]:
@@ -137,6 +141,55 @@ def family_table(classes: int, seed: int, repeat: int) -> None:
     print(f"worst ratio {worst:.2f} (goal <= 3)")
 
 
+def match_families(classes: int, images: int, seed: int) -> Iterator[Tuple[str, np.ndarray, int]]:
+    """``(name, counts, N)``: K x K co-occurrence counts over N images, from a faithful model to ones
+    where nearly everything ties."""
+    rng = np.random.default_rng(seed)
+    k = classes
+
+    def counted(counts: np.ndarray, n: int) -> Tuple[np.ndarray, int]:
+        return counts, max(n, int(counts.max()))
+
+    gt_lists, pred_lists = simulate_images(k, images, seed)
+    yield ("realistic", *counted(cooccurrence(gt_lists, pred_lists, k)[1:, 1:], images))
+    few = max(k, images // 8)
+    gt_lists, pred_lists = simulate_images(k, few, seed + 1)
+    yield ("few images per class (ties)", *counted(cooccurrence(gt_lists, pred_lists, k)[1:, 1:], few))
+    yield ("integer rank-one", *counted(np.outer(rng.integers(1, 200, k), rng.integers(1, 200, k)), images))
+    yield ("rounded rank-one (to 100)",
+           *counted(np.round(np.outer(rng.random(k), rng.random(k)) * 100).astype(np.int64), images))
+    frequencies = rng.dirichlet(np.ones(k)), rng.dirichlet(np.ones(k))
+    yield ("noisy rank-one (Poisson)", *counted(rng.poisson(np.outer(*frequencies) * images * 4), images))
+    yield ("constant (all tied)", *counted(np.full((k, k), 7, dtype=np.int64), images))
+    collapsed = (rng.random((k, k)) < 0.02).astype(np.int64)
+    collapsed[rng.choice(k, 5, replace=False)] = rng.integers(100, 1000, (5, k))
+    yield ("collapsed (5 dense rows)", *counted(collapsed, images))
+    yield ("sparse counts", *counted(np.where(rng.random((k, k)) < 0.02, rng.integers(1, 10, (k, k)), 0), images))
+    per_class = rng.multinomial(images, np.ones(k) / k)
+    everywhere = np.tile(per_class, (k, 1))
+    yield ("salt-and-pepper (ties)", *counted(everywhere - rng.binomial(everywhere, 0.02), images))
+    distinct = rng.integers(0, 20, (k // 8, k))
+    yield ("identical rows (ties)", *counted(distinct[rng.integers(0, distinct.shape[0], k)], images))
+
+
+def match_table(classes: int, images: int, seed: int, repeat: int) -> None:
+    """The match (munkres 1.1.4's choice and the tie report) on every family, in CPU time."""
+    cpu = time.process_time
+    others = [name for name in TIE_BREAKS if name != DEFAULT_TIE_BREAK]
+    print(f"\nthe match per family ({classes}x{classes} counts; CPU time, best of {repeat} or of 2 s; "
+          f"goal: {DEFAULT_TIE_BREAK} within 2 s on every family); other tie-breaks, one run each")
+    print(f"{'family':30s} {DEFAULT_TIE_BREAK + ' s':>14s}  {'tied clusters':>13s}  "
+          + "  ".join(f"{name + ' s':>15s}" for name in others))
+    worst = 0.0
+    for name, counts, n in match_families(classes, images, seed):
+        took, (_cols, report) = best_time(lambda: tie_broken_assignment(counts, n), repeat, cpu, 2.0)
+        worst = max(worst, took)
+        tied = "unique" if report.unique else f"{report.tied_predicted_clusters}/{report.predicted_clusters}"
+        times = [best_time(lambda: tie_broken_assignment(counts, n, other), 1, cpu)[0] for other in others]
+        print(f"{name:30s} {took:14.3f}  {tied:>13s}  " + "  ".join(f"{t:15.3f}" for t in times))
+    print(f"slowest {DEFAULT_TIE_BREAK} match {worst:.3f} s (goal <= 2 s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--classes", type=int, default=919, help="number of classes K (default 919)")
@@ -169,6 +222,7 @@ def main() -> None:
         from scipy.optimize import linear_sum_assignment as scipy_lsa
     except ImportError:
         print("scipy not installed: no comparison")
+        match_table(args.classes, args.images, args.seed, args.repeat)
         return
     ref_s, (ref_rows, ref_cols) = best_time(lambda: scipy_lsa(weights, maximize=True), args.repeat)
     ref_objective = int(weights[ref_rows, ref_cols].sum())
@@ -179,6 +233,7 @@ def main() -> None:
     print(f"dense random (scipy) {dense_ref_s * 1000:8.1f} ms   ours/scipy = {dense_s / dense_ref_s:.1f}x   "
           f"objectives agree: {bool(agree)}")
     family_table(args.classes, args.seed, args.repeat)
+    match_table(args.classes, args.images, args.seed, args.repeat)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """``match.py``: map unsupervised cluster ids onto ImageNet-S classes (image-level Hungarian matching).
 
     python match.py --predict-dir P --gt-dir G --mode 50 --workers 2 --session-name NAME [--clusters N]
-writes ``results/NAME.json`` (relative to the working directory) and prints its path.
+writes ``results/NAME.json`` (relative to the working directory) and prints its path, and the tie report
+``results/NAME.ties.json`` beside it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ with dependencies_of("match.py" if __name__ == "__main__" else None):
     from imagenets.evaluation.engine.matchfile import match_to_json, save_match
     from imagenets.evaluation.engine.report import OFFICIAL_LISTS
     from imagenets.evaluation.engine.matching import check_clusters, compute_match
+    from imagenets.evaluation.engine.tiebreak import DEFAULT_TIE_BREAK, TIE_BREAKS
     from imagenets.fileio import write_json_atomic
     from imagenets.flags import OUTPUT_FILE, Declared, integer, output_file
     from imagenets.metadata import Metadata, load_metadata
@@ -48,12 +50,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", choices=METHODS, default="image",
                         help="image: the benchmark's image-level co-occurrence; pixel: maximise the total "
                              "pixel intersection of cluster and class (not the benchmark's protocol)")
+    parser.add_argument("--tie-break", choices=list(TIE_BREAKS), default=DEFAULT_TIE_BREAK,
+                        help="which of several equally good matches to keep: "
+                             + "; ".join(f"{name}: {what}" for name, what in TIE_BREAKS.items())
+                             + ". Whether there were ties, and which clusters could go elsewhere, is written "
+                               "to results/NAME.ties.json")
     add_meta_argument(parser)
     add_device_argument(parser)
     add_quiet_argument(parser)
     output_file(parser, "--output", default=None, metavar="FILE.json",
-                help="also write a JSON report: match file, method, objective, image count, match "
-                     "(and, with --clusters, each cluster's class and purity)")
+                help="also write a JSON report: match file, method, objective, image count, match, "
+                     "tie report (and, with --clusters, each cluster's class and purity)")
     output_file(parser, "--confusion", type=suffix_option(*MATRIX_SUFFIXES), default=None,
                 metavar="FILE.npz|FILE.csv",
                 help="also write the co-occurrence matrix the match maximises: rows = prediction id, "
@@ -68,8 +75,14 @@ def match_path(args: argparse.Namespace) -> Path:
     return Path("results") / f"{name}.json"
 
 
+def ties_path(args: argparse.Namespace) -> Path:
+    """The tie report beside the match file: ``results/NAME.ties.json``."""
+    return match_path(args).with_suffix(".ties.json")
+
+
 def declare(args: argparse.Namespace, declared: Declared) -> None:
     declared.add(OUTPUT_FILE, "match file", match_path(args))
+    declared.add(OUTPUT_FILE, "tie report", ties_path(args))
 
 
 def cluster_table(report: List[Dict[str, object]], meta: Metadata, subset: Subset) -> str:
@@ -92,8 +105,9 @@ def run(args: argparse.Namespace) -> int:
     meta = load_metadata(args.meta_dir, quiet=args.quiet)
     result = compute_match(args.predict_dir, args.gt_dir, subset, meta, method=args.method,
                            workers=args.workers, device=args.device, quiet=args.quiet,
-                           num_clusters=args.clusters)
+                           num_clusters=args.clusters, tie_break=args.tie_break)
     path = save_match(match_path(args), result["assignment"])
+    write_json_atomic(ties_path(args), result["ties"])
     over = args.clusters is not None  # without --clusters: today's output, byte for byte
     if over:
         info(cluster_table(result["report"], meta, subset), args.quiet)
@@ -102,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         report = {"match_file": str(path), "subset": subset.name, "method": args.method,
                   "images": result["images"], "objective": result["objective"],
-                  "match": match_to_json(result["assignment"]), OFFICIAL_LISTS: meta.official}
+                  "match": match_to_json(result["assignment"]), "ties": result["ties"],
+                  OFFICIAL_LISTS: meta.official}
         if over:
             report.update(clusters=result["clusters"], cluster_report=result["report"])
         write_json_atomic(args.output, report)
@@ -119,7 +134,9 @@ COMMAND = Command("match", "match cluster ids to classes (image-level Hungarian 
                   description="Match unsupervised cluster ids 1..K to ImageNet-S classes by maximising the "
                               "number of images in which a cluster and a class co-occur (the benchmark's "
                               "matching); with --clusters N, clusters 1..N onto the K classes (many-to-one). "
-                              "Writes results/NAME.json.")
+                              "Among equally good matches it keeps the one the original match.py keeps "
+                              "(munkres 1.1.4's; --tie-break for others). Writes results/NAME.json and the "
+                              "tie report results/NAME.ties.json.")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ Clusters are 1..N with N >= K (N = K: the benchmark's one-to-one match; N > K: o
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -15,6 +15,7 @@ from imagenets.subsets import IGNORE
 
 from .assignment import linear_sum_assignment
 from .kernel import JointTable
+from .tiebreak import TieReport, tie_broken_assignment
 
 METHODS = ("image", "pixel")
 
@@ -45,18 +46,51 @@ class Cooccurrence:
         cells = cells[:, :-1]                                        # (nG, nP): drop out-of-range column
         g_sel = (gt_ids >= 1) & (gt_ids <= k)
         p_sel = (table.pred_ids >= 1) & (cells.sum(axis=0) > 0)     # predicted on kept pixels
+        weights = cells[np.ix_(g_sel, p_sel)].T.ravel() if self.method == "pixel" else None
+        self._add(table.top_id, outside, gt_ids[g_sel], table.pred_ids[p_sel], weights)
+
+    def update_pair(self, gt: np.ndarray, pred: np.ndarray) -> None:
+        """Add one image from its raw masks (image method): what ``update_table`` adds from the joint
+        table, from the ids present alone (no pixel count per pair of ids)."""
+        if self.method != "image":
+            raise ValueError("update_pair serves the image method; the pixel method needs update_table")
+        n, k = self.num_clusters, self.num_classes
+        # Masks are piecewise constant: one id pair per run along the rows is enough to see them all.
+        h, w = gt.shape
+        starts = np.empty((h, w), dtype=bool)
+        starts[:, 0] = True
+        np.not_equal(pred[:, 1:], pred[:, :-1], out=starts[:, 1:])
+        starts[:, 1:] |= gt[:, 1:] != gt[:, :-1]
+        first = np.flatnonzero(starts)
+        g, p = gt.reshape(-1).take(first), pred.reshape(-1).take(first)
+        top = int(p.max())                                         # the largest id, ignore included
+        kept = g != IGNORE
+        everywhere = bool(kept.all())
+        outside = 0
+        if top > n:                                                # kept pixels with an id above N
+            beyond = p > n
+            if not everywhere:
+                beyond &= kept
+            outside = int(np.diff(first, append=h * w)[beyond].sum())
+        if not everywhere:
+            p = p[kept]
+        p_ids = np.flatnonzero(np.bincount(p, minlength=n + 1)[1:n + 1]) + 1
+        g_ids = np.flatnonzero(np.bincount(g, minlength=k + 1)[1:k + 1]) + 1
+        self._add(top, outside, g_ids, p_ids)
+
+    def _add(self, top: int, outside: int, g: np.ndarray, p: np.ndarray, weights: Optional[np.ndarray] = None) -> None:
+        """Book one image: its largest prediction id, kept pixels with an id above N, and the classes g
+        and clusters p present (with their (p, g) pixel counts for the pixel method)."""
         self.images += 1
-        self.top_id = max(self.top_id, table.top_id)
+        self.top_id = max(self.top_id, top)
         if outside:
             self.outside_pixels += outside
             self.outside_images += 1
-        g, p = gt_ids[g_sel], table.pred_ids[p_sel]
         if not (g.size and p.size):
             return
-        keys = (p[:, None] * (k + 1) + g[None, :]).ravel()
-        self._keys.append(keys)
-        if self.method == "pixel":
-            self._weights.append(cells[np.ix_(g_sel, p_sel)].T.ravel())
+        self._keys.append((p[:, None] * (self.num_classes + 1) + g[None, :]).ravel())
+        if weights is not None:
+            self._weights.append(weights)
 
     def merge(self, other: "Cooccurrence") -> "Cooccurrence":
         self.images += other.images
@@ -83,19 +117,43 @@ class Cooccurrence:
         return flat.reshape(shape)
 
 
-def best_match(cooc: np.ndarray) -> Tuple[np.ndarray, int]:
+class MatchSolution(NamedTuple):
+    """A solved match: ``assignment[p-1]`` = class of cluster p, its objective, and its ties (None when
+    no tie-break was asked for)."""
+
+    assignment: np.ndarray
+    objective: int
+    ties: Optional[TieReport]
+
+
+def solve_match(cooc: np.ndarray, images: Optional[int] = None, tie_break: Optional[str] = None) -> MatchSolution:
     """Map clusters 1..N onto classes 1..K from the (N+1) x (K+1) co-occurrence, N >= K.
 
     Each class gets its own cluster, the distinct ones maximising ``sum C[p][g]`` (a linear assignment;
     with N = K that is every cluster, the benchmark's match); every other cluster goes to the class it
     co-occurs with most (ties: the smallest id), or to 0 when it co-occurs with none.
-    Returns ``assignment`` (``assignment[p-1]`` = class of cluster p) and the assignment's objective.
+    Among equally good assignments, ``tie_break`` (see ``tiebreak.TIE_BREAKS``; "munkres-1.1.4" is the
+    original match.py's) chooses, on the original's costs ``float32(1 - C / images)`` when ``images`` is
+    given (the image-level match), else on the counts; None takes any optimum (the fastest).
     """
     c = cooc[1:, 1:]
-    rows, cols = linear_sum_assignment(c, maximize=True)
+    ties = None
+    if tie_break is None:
+        rows, cols = linear_sum_assignment(c, maximize=True)
+    else:
+        col4row, ties = tie_broken_assignment(c, images, tie_break)
+        rows = np.flatnonzero(col4row >= 0)
+        cols = col4row[rows]
     assignment = np.where(c.max(axis=1, initial=0) > 0, np.argmax(c, axis=1) + 1, 0).astype(np.int64)
     assignment[rows] = cols + 1
-    return assignment, int(c[rows, cols].sum())
+    return MatchSolution(assignment, int(c[rows, cols].sum()), ties)
+
+
+def best_match(cooc: np.ndarray, images: Optional[int] = None, tie_break: Optional[str] = None
+               ) -> Tuple[np.ndarray, int]:
+    """``solve_match``'s assignment (``assignment[p-1]`` = class of cluster p) and objective."""
+    solution = solve_match(cooc, images, tie_break)
+    return solution.assignment, solution.objective
 
 
 def purity(cooc: np.ndarray, assignment: np.ndarray) -> List[Optional[float]]:

@@ -5,6 +5,7 @@ A match file is read once into a :class:`Match`; every user takes what it needs 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Union
@@ -13,7 +14,7 @@ import numpy as np
 
 from imagenets.codec import MAX_ID
 from imagenets.errors import UserError, warn
-from imagenets.fileio import PathLike, read_json, write_json_atomic
+from imagenets.fileio import PathLike, read_json, write_text_atomic
 
 #: Value given to prediction ids a match does not cover: out of range for every subset.
 UNCOVERED = MAX_ID
@@ -112,6 +113,7 @@ def match_to_json(assignment: Union[np.ndarray, Dict[int, int], Match]) -> Dict[
 
 
 def save_match(path: PathLike, assignment: Union[np.ndarray, Dict[int, int]]) -> Path:
-    """Write a match file atomically; returns its path."""
-    write_json_atomic(path, match_to_json(assignment))
+    """Write a match file atomically, byte for byte as the original match.py writes it (one space of
+    indent, no final newline); returns its path."""
+    write_text_atomic(path, json.dumps(match_to_json(assignment), indent=1))
     return Path(path)

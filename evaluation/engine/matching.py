@@ -10,10 +10,11 @@ from imagenets.errors import UserError, warn
 from imagenets.metadata import Metadata
 from imagenets.subsets import Subset
 
-from .cooccurrence import Cooccurrence, best_match, cluster_report
+from .cooccurrence import Cooccurrence, cluster_report, solve_match
 from .inputs import Pair, prepare_pairs, read_pair
 from .kernel import joint_table
 from .parallel import counting_device, map_reduce
+from .tiebreak import DEFAULT_TIE_BREAK
 
 
 class _CountChunk:
@@ -28,7 +29,10 @@ class _CountChunk:
         counts = Cooccurrence(self.num_classes, self.method, self.num_clusters)
         for pair in pairs:
             gt, pred = read_pair(pair)
-            counts.update_table(joint_table(gt, pred, self.num_clusters, with_boundaries=False))
+            if self.method == "image":  # which ids are present is all it needs
+                counts.update_pair(gt, pred)
+            else:
+                counts.update_table(joint_table(gt, pred, self.num_clusters, with_boundaries=False))
         return counts
 
 
@@ -58,9 +62,12 @@ def warn_unmatched(total: Cooccurrence, objective: int) -> None:
 
 def compute_match(predict_dir: Path, gt_dir: Path, subset: Subset, meta: Metadata, method: str = "image",
                   workers: int = 2, device: str = "auto", quiet: bool = False,
-                  num_clusters: Optional[int] = None, names: Optional[List[str]] = None) -> Dict[str, object]:
+                  num_clusters: Optional[int] = None, names: Optional[List[str]] = None,
+                  tie_break: str = DEFAULT_TIE_BREAK) -> Dict[str, object]:
     """Count co-occurrences over the validation list (or the mask paths ``names``) and solve the assignment
-    (clusters 1..N, N >= K)."""
+    (clusters 1..N, N >= K); ``tie_break`` chooses among equally good ones (default: the original match.py's
+    choice). Warns when the optimum is not unique, or the match degenerate; ``ties`` in the result is the
+    tie report."""
     counting_device(device, quiet)
     k = subset.num_classes
     n = check_clusters(num_clusters, k)
@@ -70,8 +77,10 @@ def compute_match(predict_dir: Path, gt_dir: Path, subset: Subset, meta: Metadat
     total = Cooccurrence(k, method, n)
     map_reduce(pairs, _CountChunk(k, method, n), total.merge, workers=workers, quiet=quiet, desc="matching")
     cooc = total.matrix()
-    assignment, objective = best_match(cooc)
+    assignment, objective, ties = solve_match(cooc, total.images if method == "image" else None, tie_break)
     warn_unmatched(total, objective)
+    for line in ties.warnings():
+        warn(line)
     return {"subset": subset.name, "mode": k, "images": total.images, "method": method, "clusters": n,
             "objective": objective, "assignment": assignment, "report": cluster_report(cooc, assignment),
-            "cooccurrence": cooc}
+            "cooccurrence": cooc, "ties": ties.as_json()}

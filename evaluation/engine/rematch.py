@@ -14,6 +14,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 from .cooccurrence import best_match
+from .tiebreak import DEFAULT_TIE_BREAK
 from .metrics import iou
 from .thresholds import CurveCounts, ScoreTable, curve_rows, f_values, thresholded
 
@@ -95,7 +96,8 @@ class RematchCounts:
 
     # -- results -----------------------------------------------------------------------
     def matches(self) -> Tuple[np.ndarray, np.ndarray]:
-        """(T, K) assignments (``[j, p-1]`` = class of cluster p) and the (T,) objectives.
+        """(T, K) assignments (``[j, p-1]`` = class of cluster p) and the (T,) objectives; ties are
+        broken as the original match.py breaks them (munkres 1.1.4 on its float32 costs).
 
         The co-occurrence matrix only grows as the threshold falls; an unchanged matrix keeps
         its assignment, so only distinct matrices are solved.
@@ -111,7 +113,7 @@ class RematchCounts:
             new = highest == j + 1
             if new.any() or solved is None:
                 cooc += np.bincount(keys[new], minlength=cooc.size)
-                solved = best_match(cooc.reshape(k + 1, k + 1))
+                solved = best_match(cooc.reshape(k + 1, k + 1), self.images, DEFAULT_TIE_BREAK)
             assignments[j], objectives[j] = solved
         return assignments, objectives
 
