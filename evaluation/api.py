@@ -121,8 +121,9 @@ class MatchResult:
                 "objective": self.objective, "match": self.to_json(), **self.extra}
 
     def save(self, path: PathLike) -> Path:
-        """Write the match file ``match.py`` writes (evaluate reads it with ``--match``), atomically."""
-        return save_match(path, self.mapping)
+        """Write the match file ``match.py`` writes (evaluate reads it with ``--match``) and its tie report
+        beside it (``NAME.ties.json``), atomically."""
+        return save_match(path, self.mapping, ties=self.extra.get("ties"))
 
 
 MatchLike = Union[None, str, "os.PathLike[str]", MatchResult, Mapping[int, int]]

@@ -26,7 +26,7 @@ with dependencies_of("match.py" if __name__ == "__main__" else None):
     from imagenets.evaluation.engine.cooccurrence import METHODS
     from imagenets.evaluation.engine.exports import MATRIX_SUFFIXES, suffix_option, write_matrix
     from imagenets.evaluation.engine.inputs import add_pair_arguments
-    from imagenets.evaluation.engine.matchfile import match_to_json, save_match
+    from imagenets.evaluation.engine.matchfile import match_to_json, save_match, ties_path
     from imagenets.evaluation.engine.report import OFFICIAL_LISTS
     from imagenets.evaluation.engine.matching import check_clusters, compute_match
     from imagenets.evaluation.engine.tiebreak import DEFAULT_TIE_BREAK, TIE_BREAKS
@@ -75,14 +75,9 @@ def match_path(args: argparse.Namespace) -> Path:
     return Path("results") / f"{name}.json"
 
 
-def ties_path(args: argparse.Namespace) -> Path:
-    """The tie report beside the match file: ``results/NAME.ties.json``."""
-    return match_path(args).with_suffix(".ties.json")
-
-
 def declare(args: argparse.Namespace, declared: Declared) -> None:
     declared.add(OUTPUT_FILE, "match file", match_path(args))
-    declared.add(OUTPUT_FILE, "tie report", ties_path(args))
+    declared.add(OUTPUT_FILE, "tie report", ties_path(match_path(args)))
 
 
 def cluster_table(report: List[Dict[str, object]], meta: Metadata, subset: Subset) -> str:
@@ -106,8 +101,7 @@ def run(args: argparse.Namespace) -> int:
     result = compute_match(args.predict_dir, args.gt_dir, subset, meta, method=args.method,
                            workers=args.workers, device=args.device, quiet=args.quiet,
                            num_clusters=args.clusters, tie_break=args.tie_break)
-    path = save_match(match_path(args), result["assignment"])
-    write_json_atomic(ties_path(args), result["ties"])
+    path = save_match(match_path(args), result["assignment"], ties=result["ties"])
     over = args.clusters is not None  # without --clusters: today's output, byte for byte
     if over:
         info(cluster_table(result["report"], meta, subset), args.quiet)

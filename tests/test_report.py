@@ -127,6 +127,20 @@ def test_tie_report_beside_the_match_is_read_tolerantly(tmp_path):
 
 # ---- the page -----------------------------------------------------------------------------------
 
+def test_page_shows_the_tie_report_of_a_match_run_and_that_the_lists_are_not_official(prepared, tmp_path,
+                                                                                        monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run_command(["match", "--predict-dir", str(prepared["pred"]), "--gt-dir", str(prepared["gt"]),
+                        "--mode", "50", "--meta-dir", str(prepared["meta"]), "--workers", "0", "--quiet",
+                        "--session-name", "found"]) == 0
+    ties = json.loads((tmp_path / "results" / "found.ties.json").read_text())
+    assert evaluate(prepared, tmp_path, "--match", "results/found.json", "--report", "r.html",
+                    "--report-pictures", "0") == 0
+    html = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "found.ties.json" in html and f"tie_break: {ties['tie_break']}" in html
+    assert "NO: numbers are not the benchmark" in html  # synthetic lists are not the official ones
+
+
 def test_page_is_self_contained(page):
     html = page["html"]
     assert "<link" not in html and not re.search(r"<script[^>]+src=", html) and "@import" not in html

@@ -288,7 +288,7 @@ def finish(args: argparse.Namespace, meta: Metadata, subset: Subset, root: Path,
                 if distributed.is_main():
                     result = compute_match(predictions, gt_dir, subset, meta, method="image", workers=args.workers,
                                            device=args.device, quiet=args.quiet, names=names)
-                    match_file = save_match(match_file, result["assignment"])
+                    match_file = save_match(match_file, result["assignment"], ties=result.get("ties"))
                     info(f"--compat pass: predictions re-matched to classes (image-level, objective "
                          f"{result['objective']}) by {match_file}, as PASS's evaluator does", args.quiet)
         result = evaluate_predictions(predictions, gt_dir, subset, meta, match_file=match_file,

@@ -14,7 +14,7 @@ import numpy as np
 
 from imagenets.codec import MAX_ID
 from imagenets.errors import UserError, warn
-from imagenets.fileio import PathLike, read_json, write_text_atomic
+from imagenets.fileio import PathLike, read_json, write_json_atomic, write_text_atomic
 
 #: Value given to prediction ids a match does not cover: out of range for every subset.
 UNCOVERED = MAX_ID
@@ -112,8 +112,16 @@ def match_to_json(assignment: Union[np.ndarray, Dict[int, int], Match]) -> Dict[
     return obj
 
 
-def save_match(path: PathLike, assignment: Union[np.ndarray, Dict[int, int]]) -> Path:
+def ties_path(match_path: PathLike) -> Path:
+    """Where a match's tie report lies: beside the mapping, ``NAME.ties.json`` for ``NAME.json``."""
+    return Path(match_path).with_suffix(".ties.json")
+
+
+def save_match(path: PathLike, assignment: Union[np.ndarray, Dict[int, int]],
+               ties: Optional[Dict[str, object]] = None) -> Path:
     """Write a match file atomically, byte for byte as the original match.py writes it (one space of
-    indent, no final newline); returns its path."""
+    indent, no final newline), and its tie report beside it when given; returns its path."""
     write_text_atomic(path, json.dumps(match_to_json(assignment), indent=1))
+    if ties is not None:
+        write_json_atomic(ties_path(path), ties)
     return Path(path)

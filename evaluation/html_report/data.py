@@ -13,11 +13,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from imagenets import __version__
+from imagenets.errors import UserError
 from imagenets.fileio import read_json
 from imagenets.metadata import Metadata
 from imagenets.subsets import OTHER, Subset
 
-from ..engine.matchfile import Match
+from ..engine.matchfile import Match, ties_path
 from ..engine.metrics import SCOPES, STATS, ImageCounts, SegmentationMetrics, iou
 
 I, P, G = STATS.index("I"), STATS.index("P"), STATS.index("G")
@@ -193,16 +194,14 @@ def tie_report(match_path: Optional[str]) -> Optional[Dict[str, object]]:
     """
     if not match_path:
         return None
-    path = Path(match_path)
-    for candidate in (path.with_name(f"{path.stem}.ties.json"), path.with_name(f"{path.stem}-ties.json"),
-                      path.with_name(f"{path.stem}.tie_report.json")):
-        if candidate.is_file():
-            try:
-                found = read_json(candidate, "tie report")
-            except Exception:  # noqa: BLE001 (a report never fails over an unreadable side file)
-                return None
-            return {"file": str(candidate), **found} if isinstance(found, dict) else None
-    return None
+    candidate = ties_path(match_path)
+    if not candidate.is_file():
+        return None
+    try:
+        found = read_json(candidate, "tie report")
+    except UserError:  # a report never fails over an unreadable side file
+        return None
+    return {"file": str(candidate), **found} if isinstance(found, dict) else None
 
 
 def run_context(result: Dict[str, object], meta: Metadata) -> Dict[str, object]:
@@ -213,7 +212,7 @@ def run_context(result: Dict[str, object], meta: Metadata) -> Dict[str, object]:
         except distributions.PackageNotFoundError:
             return "not installed"
 
-    return {"official_lists": result.get("official_lists"), "metadata": f"{meta.root} ({meta.source})",
+    return {"official_lists": meta.official, "metadata": f"{meta.root} ({meta.source})",
             "match": result.get("match"), "ties": tie_report(result.get("match")),  # type: ignore[arg-type]
             "versions": {"imagenets": __version__, "python": platform.python_version(),
                          "numpy": np.__version__, "pillow": version("pillow"), "torch": version("torch")},
