@@ -308,8 +308,9 @@ def run_bad(case, capsys, *extra: str) -> str:
         rc = COMMAND.main(base_args(case, "--quiet", "--output", str(out_json), *extra))
     except SystemExit as exc:
         rc = exc.code
-    assert not out_json.exists()
-    return capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert rc == 2 and not out_json.exists(), err
+    return err
 
 
 def score_file(case, index: int = 0) -> Path:
