@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_evaluate import DATA, best_of_rounds, small_919_case, timed  # noqa: E402
+from bench_evaluate import add_small_919_arguments, best_of_rounds, small_919_case, timed  # noqa: E402
 from imagenets.evaluation.engine.bootstrap import METHOD, bootstrap_intervals  # noqa: E402
 from imagenets.evaluation.engine.evaluation import (Keep, count_predictions, evaluate_predictions,  # noqa: E402
                                                     summarize_tally)
@@ -29,11 +29,8 @@ from imagenets.evaluation.engine.evaluation import (Keep, count_predictions, eva
 
 def main(argv: List[str] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pairs", type=int, default=12419, help="number of synthetic 919 validation pairs")
+    add_small_919_arguments(parser)
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples B")
-    parser.add_argument("--workers", type=int, default=2, help="worker processes")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating timings of the two counting passes")
-    parser.add_argument("--data", type=Path, default=DATA, help="cache folder for the generated masks")
     args = parser.parse_args(argv)
 
     case, meta, subset = small_919_case(args.data, args.pairs, args.workers)

@@ -128,6 +128,14 @@ def best_of_rounds(rounds: int, *jobs: Callable[[], object]) -> List[Tuple[float
     return best
 
 
+def add_small_919_arguments(parser: argparse.ArgumentParser) -> None:
+    """--pairs, --workers, --rounds and --data of the benches on the small 919-class set."""
+    parser.add_argument("--pairs", type=int, default=12419, help="number of synthetic 919 validation pairs")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating timings of the two counting passes")
+    parser.add_argument("--data", type=Path, default=DATA, help="cache folder for the generated masks")
+
+
 def small_919_case(data: Path, pairs: int, workers: int):
     """The 919-class set of small pairs (sides 24-160 px) that several benches share, its metadata and
     subset, the pairs read once into the page cache."""

@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "tests"))  # the DevTools client of the browser test
 
-from bench_evaluate import DATA, best_of_rounds, small_919_case, timed  # noqa: E402
+from bench_evaluate import add_small_919_arguments, best_of_rounds, small_919_case, timed  # noqa: E402
 from imagenets.codec import read_mask  # noqa: E402
 from imagenets.demo.synthetic import synthetic_photo  # noqa: E402
 from imagenets.evaluation.engine.evaluation import Keep, count_predictions, summarize_tally  # noqa: E402
@@ -72,11 +72,8 @@ def open_in_browser(page: Path):
 
 def main(argv: List[str] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pairs", type=int, default=12419, help="number of synthetic 919 validation pairs")
-    parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    add_small_919_arguments(parser)
     parser.add_argument("--pictures", type=int, default=12, help="worst and best images pictured")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating timings of the two counting passes")
-    parser.add_argument("--data", type=Path, default=DATA, help="cache folder for the generated masks")
     parser.add_argument("--keep-page", type=Path, default=None, metavar="FILE.html", help="also keep the page there")
     args = parser.parse_args(argv)
 
