@@ -21,30 +21,19 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_evaluate import DATA, synthetic_case, timed, warm_page_cache  # noqa: E402
+from bench_evaluate import add_small_919_arguments, best_of_rounds, small_919_case, timed  # noqa: E402
 from imagenets.evaluation.engine.bootstrap import METHOD, bootstrap_intervals  # noqa: E402
 from imagenets.evaluation.engine.evaluation import (Keep, count_predictions, evaluate_predictions,  # noqa: E402
                                                     summarize_tally)
-from imagenets.evaluation.engine.inputs import make_pairs  # noqa: E402
-from imagenets.metadata import load_metadata  # noqa: E402
-from imagenets.subsets import get_subset  # noqa: E402
-
-K = 919
 
 
 def main(argv: List[str] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pairs", type=int, default=12419, help="number of synthetic 919 validation pairs")
+    add_small_919_arguments(parser)
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples B")
-    parser.add_argument("--workers", type=int, default=2, help="worker processes")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating timings of the two counting passes")
-    parser.add_argument("--data", type=Path, default=DATA, help="cache folder for the generated masks")
     args = parser.parse_args(argv)
 
-    case = synthetic_case(args.data, K, args.pairs, (24, 160), max(args.workers, 1))
-    meta, subset = load_metadata(case["meta"]), get_subset(K)
-    names = [m for _i, m in meta.validation_names(K)]
-    warm_page_cache([p for pair in make_pairs(names, case["gt"], case["pred"]) for p in (pair.gt, pair.pred)])
+    case, meta, subset = small_919_case(args.data, args.pairs, args.workers)
 
     def count(keep: Keep, match=case["match"]):
         return count_predictions(case["pred"], case["gt"], subset, meta, match_file=match, workers=args.workers,
@@ -54,13 +43,8 @@ def main(argv: List[str] = None) -> int:
         return evaluate_predictions(case["pred"], case["gt"], subset, meta, match_file=case["match"],
                                     workers=args.workers, quiet=True)
 
-    # Alternate the two counting passes and keep each one's best (wall, CPU): the machine's load moves.
-    plain_s = keep_s = plain_cpu = keep_cpu = float("inf")
-    for _round in range(args.rounds):
-        wall, cpu, plain = timed(plain_run)
-        plain_s, plain_cpu = min(plain_s, wall), min(plain_cpu, cpu)
-        wall, cpu, tally = timed(lambda: count(Keep(image_counts=True)))
-        keep_s, keep_cpu = min(keep_s, wall), min(keep_cpu, cpu)
+    (plain_s, plain_cpu, plain), (keep_s, keep_cpu, tally) = best_of_rounds(
+        args.rounds, plain_run, lambda: count(Keep(image_counts=True)))
     counts_s, _cpu, counts = timed(tally.metrics.image_counts)
     boot_s, boot_cpu, ci = timed(lambda: bootstrap_intervals(counts, args.resamples, seed=0))
     plain_boot_s, _cpu, plain_ci = timed(lambda: bootstrap_intervals(counts, args.resamples, seed=0,

@@ -147,7 +147,7 @@ def main(argv: List[str] = None) -> int:
           f"({built:.0f} s for the population)")
     print(f"classes per sample: {per_sample.min():.1f} to {per_sample.max():.1f} images each "
           f"(median {np.median(per_sample):.1f}); Monte Carlo standard error of a coverage: {se:.1f} points")
-    print(f"population values: " + ", ".join(f"{k} {truth_a[k]:.2f}" for k in SUMMARY_KEYS))
+    print("population values: " + ", ".join(f"{k} {truth_a[k]:.2f}" for k in SUMMARY_KEYS))
     print()
     print(f"{'coverage (%)':<13}" + "".join(f"{m:>22}" for m in METHODS) + f"{'mean bias':>12}")
     for key in SUMMARY_KEYS:

@@ -117,6 +117,35 @@ def timed(func: Callable[[], object]) -> Tuple[float, float, object]:
     return time.perf_counter() - start, cpu_seconds() - cpu, value
 
 
+def best_of_rounds(rounds: int, *jobs: Callable[[], object]) -> List[Tuple[float, float, object]]:
+    """Each job's best wall and best CPU seconds over ``rounds`` rounds that run the jobs in turn (the
+    machine's load moves: the least disturbed run counts), with its last result."""
+    best: List[Tuple[float, float, object]] = [(float("inf"), float("inf"), None)] * len(jobs)
+    for _round in range(rounds):
+        for i, job in enumerate(jobs):
+            wall, cpu, value = timed(job)
+            best[i] = (min(best[i][0], wall), min(best[i][1], cpu), value)
+    return best
+
+
+def add_small_919_arguments(parser: argparse.ArgumentParser) -> None:
+    """--pairs, --workers, --rounds and --data of the benches on the small 919-class set."""
+    parser.add_argument("--pairs", type=int, default=12419, help="number of synthetic 919 validation pairs")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating timings of the two counting passes")
+    parser.add_argument("--data", type=Path, default=DATA, help="cache folder for the generated masks")
+
+
+def small_919_case(data: Path, pairs: int, workers: int):
+    """The 919-class set of small pairs (sides 24-160 px) that several benches share, its metadata and
+    subset, the pairs read once into the page cache."""
+    case = synthetic_case(data, 919, pairs, (24, 160), max(workers, 1))
+    meta, subset = load_metadata(case["meta"]), get_subset(919)
+    names = [m for _i, m in meta.validation_names(919)]
+    warm_page_cache([p for pair in make_pairs(names, case["gt"], case["pred"]) for p in (pair.gt, pair.pred)])
+    return case, meta, subset
+
+
 def peak_rss_mb() -> Tuple[float, float]:
     """High-water resident memory of this process and of its largest finished child, in MB."""
     scale = 1024.0 if sys.platform != "darwin" else 1024.0 * 1024.0  # ru_maxrss: KiB (Linux), bytes (macOS)

@@ -24,16 +24,13 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "tests"))  # the DevTools client of the browser test
 
-from bench_evaluate import DATA, synthetic_case, timed, warm_page_cache  # noqa: E402
+from bench_evaluate import add_small_919_arguments, best_of_rounds, small_919_case, timed  # noqa: E402
 from imagenets.codec import read_mask  # noqa: E402
 from imagenets.demo.synthetic import synthetic_photo  # noqa: E402
 from imagenets.evaluation.engine.evaluation import Keep, count_predictions, summarize_tally  # noqa: E402
-from imagenets.evaluation.engine.inputs import make_pairs  # noqa: E402
 from imagenets.evaluation.engine.report import json_ready  # noqa: E402
 from imagenets.evaluation.html_report import pick_pictures, write_evaluation_report  # noqa: E402
 from imagenets.evaluation.html_report.data import image_scores, validation_images  # noqa: E402
-from imagenets.metadata import load_metadata  # noqa: E402
-from imagenets.subsets import get_subset  # noqa: E402
 
 K = 919
 REPORT_KEEP = Keep(image_counts=True, confusion=True, clusters=True)
@@ -75,29 +72,19 @@ def open_in_browser(page: Path):
 
 def main(argv: List[str] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pairs", type=int, default=12419, help="number of synthetic 919 validation pairs")
-    parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    add_small_919_arguments(parser)
     parser.add_argument("--pictures", type=int, default=12, help="worst and best images pictured")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating timings of the two counting passes")
-    parser.add_argument("--data", type=Path, default=DATA, help="cache folder for the generated masks")
     parser.add_argument("--keep-page", type=Path, default=None, metavar="FILE.html", help="also keep the page there")
     args = parser.parse_args(argv)
 
-    case = synthetic_case(args.data, K, args.pairs, (24, 160), max(args.workers, 1))
-    meta, subset = load_metadata(case["meta"]), get_subset(K)
-    names = [m for _i, m in meta.validation_names(K)]
-    warm_page_cache([p for pair in make_pairs(names, case["gt"], case["pred"]) for p in (pair.gt, pair.pred)])
+    case, meta, subset = small_919_case(args.data, args.pairs, args.workers)
 
     def count(keep: Keep):
         return count_predictions(case["pred"], case["gt"], subset, meta, match_file=case["match"],
                                  workers=args.workers, quiet=True, keep=keep)
 
-    plain_s = keep_s = plain_cpu = keep_cpu = float("inf")
-    for _round in range(args.rounds):  # alternate, keep each one's best: the machine's load moves
-        wall, cpu, _plain = timed(lambda: count(Keep()))
-        plain_s, plain_cpu = min(plain_s, wall), min(plain_cpu, cpu)
-        wall, cpu, tally = timed(lambda: count(REPORT_KEEP))
-        keep_s, keep_cpu = min(keep_s, wall), min(keep_cpu, cpu)
+    (plain_s, plain_cpu, _plain), (keep_s, keep_cpu, tally) = best_of_rounds(
+        args.rounds, lambda: count(Keep()), lambda: count(REPORT_KEEP))
     result = json_ready(summarize_tally(tally))
     photos = case["root"] / "photos"
     drawn = write_photos(case, tally, meta, subset, args.pictures, photos)

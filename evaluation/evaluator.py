@@ -134,7 +134,6 @@ def write_exports(tally: Tally, args: argparse.Namespace, meta: Metadata) -> Non
 
 
 def run(args: argparse.Namespace) -> int:
-    distributed.start_command(args)  # under torchrun: one rank of several (only rank 0 prints and writes)
     check_report_arguments(args)
     subset = get_subset(args.mode)
     meta = load_metadata(args.meta_dir, quiet=args.quiet)
@@ -164,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
 
 COMMAND = Command("evaluate", "evaluate predictions: mIoU, boundary mIoU, size buckets, Acc, FMeasure",
                   add_arguments, run,
+                  start=distributed.start_command,  # under torchrun: one rank of several (rank 0 prints, writes)
                   description="Evaluate ImageNet-S predictions exactly as the benchmark does: per-class IoU "
                               "and the summary metrics (mIoU, mBIoU, S/MS/ML/L, BS/BMS/BML/BL, Acc, FMeasure).")
 

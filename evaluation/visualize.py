@@ -29,10 +29,9 @@ from imagenets.palette import (HATCH_COLOURS, RGB, UNKNOWN_COLOUR, colorize, col
                                picture_colours)
 from imagenets.subsets import IGNORE, OTHER, get_subset
 
-from imagenets.evaluation.engine.inputs import read_pair
 from imagenets.evaluation.engine.matchfile import Match, load_match
 from imagenets.evaluation.engine.report import OFFICIAL_LISTS
-from imagenets.evaluation.engine.inputs import Pair, prepare_pairs
+from imagenets.evaluation.engine.inputs import Pair, add_pair_arguments, prepare_pairs, read_pair
 from imagenets.evaluation.engine.parallel import map_reduce
 
 SORTS = ("worst", "best", "name")
@@ -345,10 +344,7 @@ def visualize(images: Path, gt_dir: Path, predict_dir: Path, out: Path, mode: st
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     input_dir(parser, "--images", required=True, metavar="DIR",
               help="the images: the prepared validation folder DEST/ImageNetS{K}/validation")
-    input_dir(parser, "--gt-dir", required=True, metavar="DIR",
-              help="ground truth: the subset's validation-segmentation folder")
-    input_dir(parser, "--predict-dir", required=True, metavar="DIR",
-              help="predictions: one <wnid>/<name>.png per validation image, id = R + 256*G")
+    add_pair_arguments(parser, "class ids 0..K, or cluster ids with --match")
     input_file(parser, "--match", default=None, metavar="FILE",
                help="match file from match.py: prediction ids are mapped through it first")
     add_mode_argument(parser)

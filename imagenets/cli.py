@@ -36,7 +36,8 @@ class Command:
 
     Its path options declare their role (``imagenets.flags.input_file``...); before ``run`` the command
     layer checks them all in one guard (:meth:`execute`), with ``declare`` adding outputs derived from the
-    arguments (or dropping ones a run will not write).
+    arguments (or dropping ones a run will not write). ``start`` runs before the guard: what must hold for
+    the whole run, its checks included (under torchrun: joining the ranks, the others falling quiet).
     """
 
     name: str
@@ -45,6 +46,7 @@ class Command:
     run: Callable[[argparse.Namespace], Optional[int]]
     description: str = ""
     declare: Optional[Callable[[argparse.Namespace, Declared], None]] = None
+    start: Optional[Callable[[argparse.Namespace], None]] = None
 
     def build_parser(self, prog: Optional[str] = None) -> argparse.ArgumentParser:
         parser = ArgumentParser(prog=prog, description=self.description or self.help,
@@ -63,6 +65,8 @@ class Command:
         return guarded(self._checked_run, parser, args)
 
     def _checked_run(self, parser: argparse.ArgumentParser, args: argparse.Namespace) -> Optional[int]:
+        if self.start is not None:
+            self.start(args)
         declared = declared_paths(parser, args)
         if self.declare is not None:
             self.declare(args, declared)

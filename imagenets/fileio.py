@@ -444,19 +444,26 @@ def parse_json(data: Union[bytes, str], source: str, expect: Union[type, Tuple[t
     return value
 
 
+def read_at_most(path: PathLike, cap: int) -> Optional[bytes]:
+    """A file's bytes, never more than ``cap`` of them kept; None when it holds more (an endless file such
+    as ``/dev/zero`` is not read to its end). The one capped read: callers word the refusal."""
+    with open(path, "rb") as stream:
+        data = stream.read(cap + 1)
+    return data if len(data) <= cap else None
+
+
 def read_json(path: PathLike, what: str = "JSON file", expect: Union[type, Tuple[type, ...]] = object,
               max_bytes: int = JSON_MAX_BYTES) -> Any:
     """Read a JSON file through :func:`parse_json`, never more than ``max_bytes`` of it; a missing,
     unreadable, too large or malformed file is a UserError naming it."""
     path = Path(path)
     try:
-        with open(path, "rb") as stream:
-            data = stream.read(max_bytes + 1)
+        data = read_at_most(path, max_bytes)
     except FileNotFoundError:
         raise UserError(f"{what} {path} not found: check the path") from None
     except OSError as exc:
         raise UserError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
-    if len(data) > max_bytes:
+    if data is None:
         raise UserError(f"{what} {path} is larger than {max_bytes >> 20} MiB (or endless): not a file this "
                         "command reads; check the path")
     return parse_json(data, f"{what} {path}", expect)

@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional, Set, Tuple, Union
 from . import digests
 from .download import ChecksumError, DownloadError, download, file_digest
 from .errors import UserError, info, warn
+from .fileio import read_at_most
 from .names import relative_path_problem
 from .progress import progress
 from .subsets import META_COMMIT, SUBSETS, Subset, get_subset
@@ -176,9 +177,8 @@ def load_metadata(meta_dir: Optional[Union[str, "os.PathLike[str]"]] = None, qui
 
 def _read_capped(path: Path, cap: int) -> bytes:
     """A metadata file's bytes; ValueError (not read whole) when it holds more than ``cap`` (or is endless)."""
-    with open(path, "rb") as stream:
-        data = stream.read(cap + 1)
-    if len(data) > cap:
+    data = read_at_most(path, cap)
+    if data is None:
         raise ValueError(f"larger than {cap >> 20} MiB: not a metadata file")
     return data
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
 from imagenets.errors import UserError, first_few
+from imagenets.fileio import read_at_most
 from imagenets.names import relative_path_problem
 from imagenets.progress import progress
 
@@ -208,9 +209,8 @@ def safe_extract(zip_path: Path, dest: Path, max_size: int = DEFAULT_MAX_SIZE,
 
 
 def read_capped(path: Path, cap: int, what: str) -> bytes:
-    """A small file's bytes, never more than ``cap`` of them in memory."""
-    with open(path, "rb") as stream:
-        data = stream.read(cap + 1)
-    if len(data) > cap:
+    """A small extracted file's bytes (:func:`imagenets.fileio.read_at_most`); a UserError above ``cap``."""
+    data = read_at_most(path, cap)
+    if data is None:
         raise UserError(f"{what} is larger than {cap} bytes: refused")
     return data

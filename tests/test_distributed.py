@@ -147,6 +147,19 @@ def test_a_bad_file_in_one_ranks_share_is_one_error_line_from_rank_0(tree, tmp_p
     assert "exitcode: 2" in done.stderr and "[rank0]: Traceback" not in done.stderr
 
 
+def test_an_output_over_an_input_is_one_error_line_under_torchrun(tree, tmp_path):
+    match = tmp_path / "match.json"
+    match.write_text(json.dumps({"0": 0, **{str(c): c for c in range(1, K + 1)}}))
+    before = match.read_bytes()
+    done = torchrun("evaluate", "--predict-dir", str(tree["pred"]), "--gt-dir",
+                    str(tree["dest"] / "validation-segmentation"), "--mode", "50", "--meta-dir", str(tree["meta"]),
+                    "--workers", "0", "--match", str(match), "--output", str(match), cwd=tmp_path, ok=False)
+    # counted in the text, not by line: two ranks writing at once share a line
+    assert done.stderr.count("error: ") == 1 and done.stderr.count("is --match, an input of this run") == 1, \
+        done.stderr[-3000:]
+    assert match.read_bytes() == before
+
+
 MODEL = textwrap.dedent("""
     import torch
 

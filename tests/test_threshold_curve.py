@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import assert_one_error
 from imagenets.codec import read_mask, write_mask
 from imagenets.demo.synthetic import write_synthetic_benchmark, write_synthetic_meta
 from imagenets.errors import UserError
@@ -292,24 +293,15 @@ def test_plot_draws_each_metric_at_its_value():
         assert image.getpixel((x, TOP + PLOT_HEIGHT - round(rows[0][name] / 100 * PLOT_HEIGHT))) == colour
 
 
-def assert_one_error(rc: int, err: str, *needles: str) -> str:
-    assert rc == 2 and "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("error:")]
-    assert len(errors) == 1 and lines[-1] == errors[0], err
-    for needle in needles:
-        assert needle in errors[0], (needle, errors[0])
-    return errors[0]
-
-
 def run_bad(case, capsys, *extra: str) -> str:
     out_json = case["tmp"] / "never.json"
     try:
         rc = COMMAND.main(base_args(case, "--quiet", "--output", str(out_json), *extra))
     except SystemExit as exc:
         rc = exc.code
-    assert not out_json.exists()
-    return capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert rc == 2 and not out_json.exists(), err
+    return err
 
 
 def score_file(case, index: int = 0) -> Path:

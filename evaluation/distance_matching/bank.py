@@ -27,7 +27,7 @@ from imagenets.progress import progress
 from imagenets.idmaps import resize_nearest
 from imagenets.subsets import IGNORE
 
-from .model import load_tensors, traceback_module
+from .model import first_line, load_tensors, traceback_module
 from imagenets.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 SHORT_SIDE = 256
@@ -123,7 +123,7 @@ def feature_maps(model: nn.Module, images: List[torch.Tensor], device: torch.dev
                 origin = traceback_module(exc.__traceback__)
                 raise UserError(f"MODEL failed on {describe}, a batch of shape {tuple(batch.shape)} "
                                 f"({type(exc).__name__}{f' in {origin}' if origin else ''}: "
-                                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); "
+                                f"{first_line(exc)}); "
                                 "distance matching feeds whole images of any size (shorter side 256)") from None
             check_features(out, batch, describe)
         for row, position in enumerate(positions):

@@ -317,7 +317,6 @@ def finish(args: argparse.Namespace, meta: Metadata, subset: Subset, root: Path,
 
 
 def run(args: argparse.Namespace) -> int:
-    distributed.start_command(args)  # under torchrun: one rank of several, each labelling its share
     _check_options(args)
     require_weights_only()
     subset = get_subset(args.mode)
@@ -354,6 +353,7 @@ COMMAND = Command(
          "of any pre-trained backbone",
     add_arguments=add_arguments,
     run=run,
+    start=distributed.start_command,  # under torchrun: one rank of several, each labelling its share
     description="The distance-matching protocol: step 1 averages MODEL's features over each "
                 "labelled region of the train-semi images (cached in OUT); step 2 labels every "
                 "pixel of --split by a weighted vote of its k most similar embeddings; step 3 "

@@ -44,6 +44,12 @@ def _top(module: str) -> str:
     return module.split(".")[0]
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message ("" when it has none): what a one-line error quotes."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
 def failing_module(tb: Optional[TracebackType]) -> Optional[str]:
     """The module whose top-level code raised: the innermost ``<module>`` frame of an import's traceback."""
     found = None
@@ -116,7 +122,7 @@ def import_failure(package: str, exc: BaseException) -> str:
             return f"{package} is not installed"
         return f"{package} needs {missing}, which is not installed: install it"
     culprit = _top(failing_module(exc.__traceback__) or package)
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    reason = first_line(exc)
     version = installed_version(culprit)
     where = f"{culprit} {version}".strip()
     said = f"importing {package} failed inside {where}" if culprit != package else f"{where} failed to import"
@@ -167,8 +173,7 @@ def _module_failure(module_name: str, exc: BaseException) -> str:
     culprit = failing_module(exc.__traceback__)
     if isinstance(exc, ModuleNotFoundError) or (culprit and _top(culprit) != _top(module_name)):
         return import_failure(module_name, exc)
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"cannot import {module_name}: its code raised {type(exc).__name__}: {reason}"
+    return f"cannot import {module_name}: its code raised {type(exc).__name__}: {first_line(exc)}"
 
 
 def _call_factory(spec: str, factory) -> object:
@@ -193,9 +198,8 @@ def _call_factory(spec: str, factory) -> object:
             raise UserError(f"MODEL {spec!r}: the factory imports {_top(culprit)}, and "
                             f"{import_failure(_top(culprit), exc)}") from None
         origin = traceback_module(exc.__traceback__)
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise UserError(f"MODEL {spec!r}: the factory raised {type(exc).__name__}"
-                        f"{f' in {origin}' if origin else ''}: {reason}") from None
+                        f"{f' in {origin}' if origin else ''}: {first_line(exc)}") from None
 
 
 def traceback_module(tb: Optional[TracebackType]) -> Optional[str]:

@@ -13,6 +13,7 @@ from imagenets.metadata import Metadata
 from imagenets.subsets import Subset
 
 from .inputs import Pair, invalid_gt_error, prepare_pairs, read_pair
+from .kernel import joint_table
 from .matchfile import Match, load_match, match_to_json
 from .metrics import SUMMARY_KEYS, InvalidGroundTruth, SegmentationMetrics
 from .parallel import map_reduce
@@ -55,13 +56,15 @@ class _ThresholdedChunk:
 
     def __call__(self, items: Sequence[Item]) -> SegmentationMetrics:
         metrics = SegmentationMetrics(self.num_classes, sync_on_compute=False)
+        tables = []
         for pair, score_file in items:
             gt, pred = read_pair(pair)
             pred[below(read_scores(score_file, pred.shape), self.threshold)] = 0
-            try:
-                metrics.update(preds=pred, target=gt, pred_lut=self.lut)
-            except InvalidGroundTruth as exc:
-                raise invalid_gt_error(pair, exc.args[0], self.num_classes) from None
+            tables.append(joint_table(gt, pred, self.num_classes, pred_lut=self.lut))
+        try:
+            metrics.update_tables(tables)  # the chunk at once, as evaluate counts it
+        except InvalidGroundTruth as exc:
+            raise invalid_gt_error(items[exc.index][0], exc.args[0], self.num_classes) from None
         return metrics
 
 

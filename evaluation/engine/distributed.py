@@ -99,7 +99,8 @@ class _RankZeroSays:
 
 def start_command(args: Any) -> None:
     """Under torchrun: join the process group (gloo: what the commands sum is on the CPU) and make the
-    ranks other than 0 quiet (no bars, tables, warnings or errors: rank 0 prints them). First thing in a run."""
+    ranks other than 0 quiet (no bars, tables, warnings or errors: rank 0 prints them). A command's ``start``:
+    it runs before the command layer's guard, whose refusals rank 0 alone then prints."""
     global _sharding
     if not launched():
         return

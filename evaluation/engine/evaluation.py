@@ -42,6 +42,7 @@ class Tally:
     names: List[str] = field(default_factory=list)
     context: Dict[str, object] = field(default_factory=dict)
     clusters: Optional[ClusterPixels] = None
+    match: Optional[Match] = None                      # the match the counts went through, as read once
 
     def merge(self, other: "Tally") -> "Tally":
         self.metrics.merge(other.metrics)
@@ -135,7 +136,7 @@ def count_predictions(predict_dir: Path, gt_dir: Path, subset: Subset, meta: Met
     with distributed.share_failure():
         map_reduce(distributed.shard(pairs), job, total.merge, workers=workers, quiet=quiet, desc="evaluating")
     total = total.over_ranks()
-    total.names = [pair.name for pair in pairs]
+    total.names, total.match = [pair.name for pair in pairs], match
     total.context = {"subset": subset.name, "mode": k, "predict_dir": str(predict_dir), "gt_dir": str(gt_dir),
                      "match": match.path if match is not None else None, "match_digest": ""}
     if match is not None:

@@ -143,12 +143,6 @@ def map_reduce(items: Sequence[T], work: Callable[[Sequence[T]], R], reduce: Cal
                     raise UserError(value)
                 reduce(value)
                 bar.update(n)
-    except RuntimeError as exc:
-        if "DataLoader worker" not in str(exc):
-            raise
-        # torch's words for a worker killed from outside (the OOM killer, a kill of the process group)
-        raise UserError(f"a worker process stopped ({exc}); rerun (with fewer --workers if memory ran out): "
-                        "what was written is complete") from None
     finally:
         if pool is not None:
             pool.close()

@@ -88,16 +88,14 @@ def draw_pictures(chosen: Dict[str, list], gt_dir: Path, predict_dir: Path, imag
 
 
 def write_evaluation_report(path: Path, tally, result: Dict[str, object], meta: Metadata, subset: Subset,
-                            images: Optional[Path] = None, pictures: int = PICTURES, match=None) -> Path:
-    """The page of one ``evaluate`` run, from its tally (per-image counts, confusion and cluster counts kept) and result."""
+                            images: Optional[Path] = None, pictures: int = PICTURES) -> Path:
+    """The page of one ``evaluate`` run, from its tally (per-image counts, confusion and cluster counts kept,
+    the match as the evaluation read it) and result."""
     from .data import (ReportData, add_clusters, add_confusions, bucket_table, class_rows, classes_per_image,
                        image_scores, run_context, validation_images)
     from .page import render_page
 
-    from ..engine.matchfile import load_match
-
-    if match is None and result.get("match"):
-        match = load_match(str(result["match"]), subset.num_classes)
+    match = tally.match
     metrics = tally.metrics
     rows = class_rows(metrics, meta, subset)
     counts = metrics.image_counts()

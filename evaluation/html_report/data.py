@@ -19,6 +19,7 @@ from imagenets.metadata import Metadata
 from imagenets.subsets import OTHER, Subset
 
 from ..engine.matchfile import Match, ties_path
+from ..engine.report import OFFICIAL_LISTS
 from ..engine.metrics import SCOPES, STATS, ImageCounts, SegmentationMetrics, iou
 
 I, P, G = STATS.index("I"), STATS.index("P"), STATS.index("G")
@@ -68,10 +69,6 @@ class ReportData:
     context: Dict[str, object] = field(default_factory=dict)
     curve: Optional[Dict[str, object]] = None        # a threshold-curve run's result
     notes: List[str] = field(default_factory=list)   # what this page cannot show, and why
-
-
-def _pct(value: float) -> float:
-    return float(value) if math.isfinite(value) else math.nan
 
 
 def class_rows(metrics: SegmentationMetrics, meta: Metadata, subset: Subset) -> List[ClassRow]:
@@ -212,7 +209,7 @@ def run_context(result: Dict[str, object], meta: Metadata) -> Dict[str, object]:
         except distributions.PackageNotFoundError:
             return "not installed"
 
-    return {"official_lists": meta.official, "metadata": f"{meta.root} ({meta.source})",
+    return {OFFICIAL_LISTS: meta.official, "metadata": f"{meta.root} ({meta.source})",
             "match": result.get("match"), "ties": tie_report(result.get("match")),  # type: ignore[arg-type]
             "versions": {"imagenets": __version__, "python": platform.python_version(),
                          "numpy": np.__version__, "pillow": version("pillow"), "torch": version("torch")},

@@ -8,6 +8,7 @@ from html import escape
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..engine.metrics import SUMMARY_KEYS
+from ..engine.report import OFFICIAL_LISTS
 from .charts import bucket_chart, curve_chart, histogram_chart, sorted_iou_chart
 from .data import BUCKETS, ClassRow, ReportData
 from .pictures import ERRORS, Picture
@@ -326,7 +327,7 @@ def _ties(ties: Optional[Dict[str, object]]) -> str:
 
 def context_section(data: ReportData) -> str:
     result, ctx = data.result, data.context
-    official = ctx.get("official_lists")
+    official = ctx.get(OFFICIAL_LISTS)
     lists = "not recorded" if official is None else ("yes" if official else "NO: numbers are not the benchmark's")
     boot = result.get("bootstrap") if isinstance(result.get("bootstrap"), dict) else None
     versions = ctx.get("versions") or {}

@@ -18,6 +18,7 @@ from imagenets.subsets import IGNORE, OTHER
 
 from ..engine.inputs import Pair, read_pair
 from ..engine.matchfile import Match
+from ..visualize import legend_entries
 
 #: Thumbnail height in pixels, and the widest a thumbnail may be (very wide images are shrunk further).
 HEIGHT, MAX_WIDTH = 120, 240
@@ -123,10 +124,7 @@ def draw_picture(pair: Pair, photo_path: Optional[Path], match: Optional[Match],
     panels.append(("ground truth", data_uri(indexed(colorize(small_gt, num_classes, colours)), "PNG"), sw, sh))
     panels.append(("prediction", data_uri(indexed(colorize(small_pred, num_classes, colours)), "PNG"), sw, sh))
     panels.append(("errors", data_uri(indexed(error_map(small_gt, small_pred, num_classes, photo)), "PNG"), sw, sh))
-    legend: List[Tuple[object, str]] = []
-    for class_id in sorted(set(ids_gt) | set(ids_pred)):
-        where = "GT+pred" if class_id in ids_gt and class_id in ids_pred else ("GT" if class_id in ids_gt else "pred")
-        legend.append((colours[class_id], f"{class_id} {labels.get(class_id, '?')} ({where})"))
+    legend = legend_entries(ids_gt, ids_pred, False, False, labels, colours)  # the gallery's rows of ids
     if (scored & ~in_range).any():
         legend.append((UNKNOWN_COLOUR, "ids outside 0..K or not matched"))
     if (~scored).any():
