@@ -13,7 +13,8 @@ import importlib.util
 import os
 import sys
 from dataclasses import dataclass
-from typing import Callable, Dict, NoReturn, Optional, Sequence
+from pathlib import Path
+from typing import Callable, Dict, NoReturn, Optional, Sequence, Tuple
 
 from . import __version__
 from .device import DEVICE_CHOICES
@@ -107,8 +108,21 @@ def add_mode_argument(parser: argparse.ArgumentParser, required: bool = True) ->
                         help="ImageNet-S subset: 50, 300 or 919 classes")
 
 
+def implied_meta_dir(_args: argparse.Namespace) -> Optional[Tuple[str, Path]]:
+    """Where the lists are read from without ``--meta-dir`` ($IMAGENETS_META_DIR or the cache): an input
+    folder like any other, so that no output lands in it. A bad $IMAGENETS_META_DIR is left to the
+    command's own message."""
+    from .metadata import SOURCE_CACHE, resolve_source
+
+    try:
+        root, source = resolve_source(None)
+    except UserError:
+        return None
+    return ("the metadata cache" if source == SOURCE_CACHE else source), root
+
+
 def add_meta_argument(parser: argparse.ArgumentParser) -> None:
-    input_dir(parser, "--meta-dir", default=None, metavar="DIR",
+    input_dir(parser, "--meta-dir", default=None, metavar="DIR", implied=implied_meta_dir,
                         help="directory with the official lists (categories/, names/, mapping/, "
                              "e.g. a copy of the official data/ folder); default: $IMAGENETS_META_DIR, "
                              "else the cache filled by `imagenets meta download`")

@@ -102,12 +102,19 @@ def user_path(text: str) -> Path:
     return Path(os.path.expanduser(text))
 
 
-def path_option(parser: Any, *flags: str, role: str, managed: bool = False, **kwargs: Any) -> argparse.Action:
+#: What an option not given stands for: (how messages name it, the path), or None (nothing).
+Implied = Callable[[argparse.Namespace], Optional[Tuple[str, Path]]]
+
+
+def path_option(parser: Any, *flags: str, role: str, managed: bool = False, implied: Optional[Implied] = None,
+                **kwargs: Any) -> argparse.Action:
     """``parser.add_argument`` of a path, its ``role`` kept on the action for the command layer's guard.
 
     ``managed`` (output folders only): the command plans every entry of that tree itself (prepare's
     DEST: links into the ImageNet folder are its own, its leftovers its own), so the guard neither
-    walks it for links into the inputs nor sweeps it for stale temporaries.
+    walks it for links into the inputs nor sweeps it for stale temporaries. ``implied``: the path the
+    command uses when the option is not given (``--meta-dir``: ``$IMAGENETS_META_DIR`` or the cache;
+    a report's ``--images``: the folder beside ``--gt-dir``), guarded as if it had been given.
     """
     if role not in ROLES:
         raise ValueError(f"unknown path role {role!r}")
@@ -115,6 +122,7 @@ def path_option(parser: Any, *flags: str, role: str, managed: bool = False, **kw
     action = parser.add_argument(*flags, **kwargs)
     action.path_role = role  # type: ignore[attr-defined]
     action.path_managed = managed  # type: ignore[attr-defined]
+    action.path_implied = implied  # type: ignore[attr-defined]
     return action
 
 
@@ -189,6 +197,12 @@ def declared_paths(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     for action in parser_actions(parser):
         role = getattr(action, "path_role", None)
         value = getattr(args, action.dest, None) if role else None
+        implied = getattr(action, "path_implied", None)
+        if value is None and implied is not None:
+            found = implied(args)
+            if found is not None:
+                declared.add(role, *found)
+            continue
         if value is None:
             continue
         for path in (value if isinstance(value, (list, tuple)) else [value]):
