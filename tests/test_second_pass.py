@@ -48,3 +48,32 @@ def test_an_output_into_the_metadata_folder_of_the_environment_is_refused(prepar
     status = run_command(evaluate_argv(prepared, "--output", str(listed), meta=False))
     assert_one_error(status, capsys.readouterr().err, "--output", "lies inside IMAGENETS_META_DIR")
     assert listed.read_bytes() == before
+
+
+# ---- names on a page: escaped like names in a message -------------------------------------------------
+
+def hostile_class_names(meta_dir: Path) -> str:
+    """Give every class a name with a bidi override and an escape sequence (a classnames/ file is
+    'wnid<TAB>name' lines); returns the first class's new name."""
+    path = next((meta_dir / "classnames").iterdir())
+    lines = [line.split("\t")[0] + "\t\u202eevil\x1b[2J <b>" + str(n) for n, line in
+             enumerate(path.read_text(encoding="utf-8").splitlines(), 1)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return lines[0].split("\t")[1]
+
+
+@pytest.mark.parametrize("command", ["report", "gallery"])
+def test_class_names_reach_a_page_escaped(prepared, command):
+    hostile_class_names(prepared["meta"])
+    out = prepared["root"] / "pages"
+    if command == "report":
+        assert run_command(evaluate_argv(prepared, "--report", str(out / "report.html"))) == 0
+        page = (out / "report.html").read_text(encoding="utf-8")
+    else:
+        assert run_command(["visualize", "--images", str(prepared["images"]), "--gt-dir", str(prepared["gt"]),
+                            "--predict-dir", str(prepared["pred"]), "--match", str(prepared["match"]), "--mode",
+                            "50", "--meta-dir", str(prepared["meta"]), "-o", str(out), "--workers", "0",
+                            "--quiet"]) == 0
+        page = (out / "index.html").read_text(encoding="utf-8")
+    assert "\\u202eevil\\x1b[2J &lt;b&gt;" in page
+    assert "\u202e" not in page and "\x1b" not in page and "[2J <b>" not in page
