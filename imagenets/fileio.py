@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, BinaryIO, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 try:
     import fcntl
@@ -447,9 +447,20 @@ def parse_json(data: Union[bytes, str], source: str, expect: Union[type, Tuple[t
 def read_at_most(path: PathLike, cap: int) -> Optional[bytes]:
     """A file's bytes, never more than ``cap`` of them kept; None when it holds more (an endless file such
     as ``/dev/zero`` is not read to its end). The one capped read: callers word the refusal."""
-    with open(path, "rb") as stream:
+    with open_to_read(path) as stream:
         data = stream.read(cap + 1)
     return data if len(data) <= cap else None
+
+
+def open_to_read(path: PathLike) -> BinaryIO:
+    """Open a file to read its bytes. A FIFO is opened without waiting for a writer, then read as usual:
+    one nobody writes to reads as empty instead of blocking forever; a pipe with a writer (``<(...)``)
+    is read to its end."""
+    nonblocking = getattr(os, "O_NONBLOCK", 0)
+    fd = os.open(path, os.O_RDONLY | nonblocking)
+    if nonblocking:
+        os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
 
 
 def read_json(path: PathLike, what: str = "JSON file", expect: Union[type, Tuple[type, ...]] = object,

@@ -4,6 +4,9 @@ the readers, the number parser, the temporaries, escaped names, the metric's sta
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,13 @@ from helpers import assert_one_error
 from imagenets.cli import run_command
 
 K = 50
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_process(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """``imagenets ARGV`` in its own process (a hang ends the test, not the suite)."""
+    return subprocess.run([sys.executable, "-m", "imagenets", *argv], capture_output=True, text=True,
+                          timeout=timeout, env=dict(os.environ, PYTHONPATH=str(REPO)))
 
 
 @pytest.fixture
@@ -77,3 +87,46 @@ def test_class_names_reach_a_page_escaped(prepared, command):
         page = (out / "index.html").read_text(encoding="utf-8")
     assert "\\u202eevil\\x1b[2J &lt;b&gt;" in page
     assert "\u202e" not in page and "\x1b" not in page and "[2J <b>" not in page
+
+
+# ---- the readers: a FIFO nobody writes to, an empty list ------------------------------------------------
+
+@pytest.mark.parametrize("what", ["--match", "list"])
+def test_a_fifo_nobody_writes_is_one_line_not_a_hang(prepared, what):
+    if what == "--match":
+        fifo = prepared["root"] / "match-fifo.json"
+        argv = evaluate_argv(prepared)
+        argv[argv.index("--match") + 1] = str(fifo)
+    else:
+        fifo = next(p for p in (prepared["meta"] / "names").iterdir() if "validation" in p.name)
+        fifo.unlink()
+        argv = evaluate_argv(prepared)
+    os.mkfifo(fifo)
+    done = run_process(*argv, timeout=30)
+    assert_one_error(done.returncode, done.stderr, *(["match file", str(fifo)] if what == "--match" else []))
+
+
+def test_a_pipe_with_a_writer_is_read_whole(prepared):
+    reader, writer = os.pipe()
+    argv = evaluate_argv(prepared)
+    argv[argv.index("--match") + 1] = f"/dev/fd/{reader}"
+    process = subprocess.Popen([sys.executable, "-m", "imagenets", *argv], pass_fds=(reader,), text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    os.close(reader)
+    with os.fdopen(writer, "wb") as stream:
+        stream.write(prepared["match"].read_bytes())
+    _out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+
+
+@pytest.mark.parametrize("command", ["evaluate", "match"])
+def test_an_empty_validation_list_is_refused_not_scored(prepared, command, monkeypatch, capsys):
+    listed = next(p for p in (prepared["meta"] / "names").iterdir() if "validation" in p.name)
+    listed.write_text("")
+    argv = evaluate_argv(prepared)
+    if command == "match":
+        argv = ["match", *argv[1:argv.index("--match")], *argv[argv.index("--match") + 2:]]
+    monkeypatch.chdir(prepared["root"])
+    status = run_command(argv)
+    assert_one_error(status, capsys.readouterr().err, "names no image")
+    assert not (prepared["root"] / "results").exists()
