@@ -130,3 +130,58 @@ def test_an_empty_validation_list_is_refused_not_scored(prepared, command, monke
     status = run_command(argv)
     assert_one_error(status, capsys.readouterr().err, "names no image")
     assert not (prepared["root"] / "results").exists()
+
+
+# ---- the metric's state and inputs: nothing it cannot have counted ---------------------------------------
+
+def metric_state(case):
+    """The state of a SegmentationMetrics over the case's images, as torch.save/torch.load give it back."""
+    import torch
+
+    from imagenets import SegmentationMetrics
+    from imagenets.codec import read_mask
+
+    metrics = SegmentationMetrics(K)
+    for _image, mask in case["names"]:
+        metrics.update(preds=torch.from_numpy(read_mask(case["pred"] / mask)),
+                       target=torch.from_numpy(read_mask(case["gt"] / mask)))
+    return metrics, metrics.state_dict()
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda s: s.update(correct=s["images"] + 6), "more Acc-correct images"),      # Acc above 100%
+    (lambda s: s.update(images=s["images"] * 0), "counts but no image"),
+    (lambda s: s["counts"][0, 0].add_(10 ** 6), "more I than P"),                 # an IoU above 100%
+    (lambda s: s.update(counts=s["counts"].numpy().astype("uint64") + (2 ** 63)), "above"),  # would wrap
+    (lambda s: s.update(images=10 ** 30), "is 10000"),
+    (lambda s: s.update(images=s["counts"][0, 0, :2]), "one count was expected"),
+])
+def test_a_state_no_images_can_give_is_refused(case, edit, needle):
+    from imagenets import SegmentationMetrics
+
+    counted, state = metric_state(case)
+    edit(state)
+    metrics = SegmentationMetrics(K)
+    with pytest.raises(ValueError, match=needle):
+        metrics.load_state_dict(state)
+    assert metrics.images == 0  # a refused state changes nothing
+    metrics.load_state_dict(counted.state_dict())
+    assert metrics.compute()["mIoU"] == counted.compute()["mIoU"]
+
+
+@pytest.mark.parametrize("where", ["update", "state", "save_prediction"])
+def test_a_tensor_without_values_is_a_type_error_naming_it(case, tmp_path, where):
+    import torch
+
+    from imagenets import SegmentationMetrics
+    from imagenets.datasets import save_prediction
+
+    empty = torch.zeros((4, 5), dtype=torch.int64, device="meta")
+    with pytest.raises(TypeError, match="'meta' device"):
+        if where == "update":
+            SegmentationMetrics(K).update(preds=empty, target=empty)
+        elif where == "state":
+            _counted, state = metric_state(case)
+            SegmentationMetrics(K).load_state_dict({**state, "counts": state["counts"].to("meta")})
+        else:
+            save_prediction(tmp_path, "n01443537/x.png", empty)
