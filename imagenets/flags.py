@@ -13,6 +13,7 @@ import argparse
 import math
 import os
 import re
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Tuple
@@ -55,16 +56,27 @@ def plain_number(text: str) -> bool:
     return bool(_REAL.fullmatch(text.strip()))
 
 
+def as_float32(value: float) -> float:
+    """``value`` rounded to float32 (infinite beyond its range), without numpy."""
+    try:
+        return struct.unpack("f", struct.pack("f", value))[0]
+    except OverflowError:
+        return math.copysign(math.inf, value)
+
+
 def real(low: Optional[float] = None, high: Optional[float] = None, above: bool = False,
-         hint: str = "") -> Callable[[str], float]:
-    """An argparse ``type``: a finite decimal number in ``low..high`` (``above``: strictly more than ``low``)."""
+         hint: str = "", float32: bool = False) -> Callable[[str], float]:
+    """An argparse ``type``: a finite decimal number in ``low..high`` (``above``: strictly more than ``low``);
+    ``float32``: the number is used in float32, so it must stay in range once rounded to float32 too."""
     def parse(text: str) -> float:
         value = float(text) if plain_number(text) else math.nan
-        bad = not math.isfinite(value) or (high is not None and value > high) or (
-            low is not None and (value <= low if above else value < low))
+        checked = [value, as_float32(value)] if float32 else [value]
+        bad = any(not math.isfinite(v) or (high is not None and v > high) or (
+            low is not None and (v <= low if above else v < low)) for v in checked)
         if bad:
             where = (f"above {low}" + (f" and at most {high}" if high is not None else "")) if above \
                 else _range_text(low, high)
+            where += " in float32 (the precision it is used in)" if float32 else ""
             fix = f": {hint}" if hint else ""
             raise argparse.ArgumentTypeError(f"{text!r}: use a finite number{' ' + where if where else ''}{fix}")
         return value

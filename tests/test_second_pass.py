@@ -185,3 +185,29 @@ def test_a_tensor_without_values_is_a_type_error_naming_it(case, tmp_path, where
             SegmentationMetrics(K).load_state_dict({**state, "counts": state["counts"].to("meta")})
         else:
             save_prediction(tmp_path, "n01443537/x.png", empty)
+
+
+# ---- distance matching: numbers that float32 cannot carry --------------------------------------------
+
+@pytest.mark.parametrize("temperature", ["1e-46", "1e39"])
+def test_a_temperature_float32_cannot_hold_is_refused_by_the_parser(tmp_path, temperature, capsys):
+    from helpers import exit_status
+
+    status = exit_status(run_command, ["distance-matching", "--dataset", str(tmp_path), "--mode", "50", "--model",
+                                       "model.pt", "--split", "validation", "--output-dir", str(tmp_path / "out"),
+                                       "-T", temperature])
+    assert_one_error(status, capsys.readouterr().err, "-T/--temperature", "in float32")
+
+
+@pytest.mark.parametrize("features, needle", [("huge", "too large for float32"), ("meta", "'meta' device")])
+def test_features_whose_cosines_cannot_be_taken_are_refused(features, needle):
+    import torch
+
+    from imagenets.errors import UserError
+    from imagenets.evaluation.distance_matching.bank import check_features
+
+    batch = torch.zeros((2, 3, 64, 80))
+    out = torch.full((2, 16, 2, 3), 1e30) if features == "huge" else torch.zeros((2, 16, 2, 3), device="meta")
+    with pytest.raises(UserError, match=needle):
+        check_features(out, batch, "train-semi/n01443537/x.JPEG")
+    check_features(torch.full((2, 16, 2, 3), 1e18), batch, "train-semi/n01443537/x.JPEG")  # large, still fine
