@@ -165,6 +165,38 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
             os.close(fd)
 
 
+class _Unseekable:
+    """A device or FIFO written directly, shown to an archive writer as the stream it is: ``/dev/null`` says
+    it can seek yet its position stays 0, which leaves zipfile's offsets wrong (struct.error at the end)."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+
+    def write(self, data: bytes) -> int:
+        return self._raw.write(data)
+
+    def flush(self) -> None:
+        self._raw.flush()
+
+    def seekable(self) -> bool:
+        return False
+
+    def read(self, _size: int = -1) -> bytes:  # numpy takes an object without ``read`` for a path
+        raise OSError("not readable: an output")
+
+    def tell(self) -> int:
+        raise OSError("not a seekable file")
+
+
+@contextlib.contextmanager
+def archive_stream(path: PathLike) -> Iterator[BinaryIO]:
+    """``open(path, "wb")`` for a zip or ``.npz`` writer, ``path`` being what :func:`atomic_path` yielded:
+    on a device or FIFO (written directly) the archive is streamed (zipfile's data descriptors)."""
+    with open(path, "wb") as stream:
+        regular = stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+        yield stream if regular else _Unseekable(stream)  # type: ignore[misc]
+
+
 class Terminated(SystemExit):
     """SIGTERM, turned into an exit so that ``finally`` blocks and context managers clean up."""
 

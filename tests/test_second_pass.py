@@ -211,3 +211,41 @@ def test_features_whose_cosines_cannot_be_taken_are_refused(features, needle):
     with pytest.raises(UserError, match=needle):
         check_features(out, batch, "train-semi/n01443537/x.JPEG")
     check_features(torch.full((2, 16, 2, 3), 1e18), batch, "train-semi/n01443537/x.JPEG")  # large, still fine
+
+
+# ---- archives written to a device or a FIFO -----------------------------------------------------------
+
+def test_a_submission_to_dev_null_is_written_not_a_traceback(case):
+    import numpy as np
+
+    from helpers import submit
+    from imagenets.codec import write_mask
+
+    # zipfile took /dev/null's position (always 0, plus what its buffer held) for offsets: the central
+    # directory's size came out negative whenever the buffer was flushed while it was written. Zips of a
+    # few sizes meet that case.
+    rng = np.random.default_rng(0)
+    for width in range(40, 400, 30):
+        noisy = case["root"] / f"noisy{width}"
+        for _image, mask in case["names"]:
+            write_mask(noisy / mask, rng.integers(0, K + 1, size=(30, width)))
+        assert submit(case, noisy, protocol="free", output="/dev/null") == 0
+
+
+def test_an_npz_through_a_link_to_dev_null_or_into_a_fifo_is_a_whole_archive(case, capsys):
+    import threading
+
+    import numpy as np
+
+    linked, fifo, received = case["root"] / "null.npz", case["root"] / "pipe.npz", {}
+    linked.symlink_to("/dev/null")
+    os.mkfifo(fifo)
+    reader = threading.Thread(target=lambda: received.update(data=fifo.read_bytes()))
+    reader.start()
+    argv = ["evaluate", "--predict-dir", str(case["pred"]), "--gt-dir", str(case["gt"]), "--mode", "50",
+            "--match", str(case["match"]), "--meta-dir", str(case["meta_dir"]), "--workers", "0", "--quiet"]
+    assert run_command([*argv, "--confusion", str(linked), "--save-counts", str(fifo)]) == 0, capsys.readouterr().err
+    reader.join(timeout=30)
+    (case["root"] / "counts.npz").write_bytes(received["data"])
+    with np.load(case["root"] / "counts.npz") as saved:
+        assert saved["names"].size == len(case["names"])
