@@ -249,3 +249,64 @@ def test_an_npz_through_a_link_to_dev_null_or_into_a_fifo_is_a_whole_archive(cas
     (case["root"] / "counts.npz").write_bytes(received["data"])
     with np.load(case["root"] / "counts.npz") as saved:
         assert saved["names"].size == len(case["names"])
+
+
+# ---- a main process killed outright: its workers do not stay behind -------------------------------------
+
+BUSY_MAIN = """
+import os, sys, time
+from imagenets.evaluation.engine.parallel import map_reduce
+
+def work(items):
+    return b"x" * (4 << 20)  # a large result: a worker blocks handing it over to a busy main process
+
+def reduce(_result):
+    print("busy", flush=True)
+    time.sleep(120)  # killed meanwhile
+
+map_reduce(list(range(32)), work, reduce, workers=2, quiet=True, chunk_size=1)
+"""
+
+
+def children_of(pid: int) -> list:
+    """Process ids whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux) to find the workers")
+def test_workers_of_a_main_process_killed_outright_end_soon(tmp_path):
+    import signal
+    import time
+
+    main = subprocess.Popen([sys.executable, "-c", BUSY_MAIN], stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+    try:
+        assert main.stdout.readline().strip() == "busy"
+        workers = children_of(main.pid)
+        assert len(workers) == 2
+    finally:
+        main.send_signal(signal.SIGKILL)
+        main.wait()
+    deadline = time.monotonic() + 15  # a worker looks every second, then has a second to clean up
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [pid for pid in workers if alive(pid)]
+    for pid in left:  # never leave them to the machine, whatever the outcome
+        os.kill(pid, signal.SIGKILL)
+    assert not left
