@@ -8,6 +8,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import stat
 import tempfile
@@ -94,7 +95,10 @@ def _stale(path: Path, now: float) -> bool:
                     return False
         elif age < STALE_AFTER_S:
             return False
-        path.unlink()
+        if stat.S_ISDIR(os.fstat(fd).st_mode):  # a temporary_folder: everything in it was its run's
+            shutil.rmtree(path)
+        else:
+            path.unlink()
         return True
     except OSError:  # gone meanwhile, or not ours to delete: leave it
         return False
@@ -121,6 +125,38 @@ def temporaries_of(path: Path) -> List[Path]:
                     if entry.name.startswith(prefix) and entry.name.endswith(TEMP_SUFFIX)]
     except OSError:
         return []
+
+
+@contextlib.contextmanager
+def temporary_folder(prefix: str, quiet: bool = False) -> Iterator[Path]:
+    """A private folder in the system's temporary folder, locked while in use and removed after (also on
+    SIGTERM). The folders of ``prefix`` that killed runs left there (no lock held; ours) are removed first:
+    a SIGKILL mid-run leaves no extracted submission behind for good."""
+    base, now = Path(tempfile.gettempdir()), time.time()
+    try:
+        found = [entry for entry in base.iterdir() if entry.name.startswith(prefix)]
+    except OSError:
+        found = []
+    stale = [entry for entry in found if _own_folder(entry) and _stale(entry, now)]
+    if stale:
+        info(f"removed {len(stale)} temporary folders left by an interrupted run ({first_few(stale, 3)})", quiet)
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    fd = os.open(folder, os.O_RDONLY)
+    _lock(fd)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.close(fd)
+
+
+def _own_folder(path: Path) -> bool:
+    """A real folder (not a link) of this user: the only kind a sweep of a shared folder may remove."""
+    try:
+        status = path.lstat()
+    except OSError:
+        return False
+    return stat.S_ISDIR(status.st_mode) and status.st_uid == getattr(os, "getuid", lambda: status.st_uid)()
 
 
 @contextlib.contextmanager

@@ -310,3 +310,34 @@ def test_workers_of_a_main_process_killed_outright_end_soon(tmp_path):
     for pid in left:  # never leave them to the machine, whatever the outcome
         os.kill(pid, signal.SIGKILL)
     assert not left
+
+
+# ---- score's extraction folder: a killed run's goes with the next run, a live run's stays -----------------
+
+def left_by_a_killed_score(scratch: Path, name: str) -> Path:
+    """The extraction folder a SIGKILLed ``score`` leaves in the temporary folder: a minute old."""
+    folder = scratch / name
+    (folder / "n01443537").mkdir(parents=True)
+    (folder / "n01443537" / "ILSVRC2012_val_00000001.png").write_bytes(b"\x89PNG half")
+    (folder / "method.txt").write_text("Method name: x\n")
+    for path in (folder / "n01443537" / "ILSVRC2012_val_00000001.png", folder / "n01443537", folder):
+        os.utime(path, (os.path.getatime(path) - 60, os.path.getmtime(path) - 60))
+    return folder
+
+
+def test_a_killed_scores_extraction_goes_with_the_next_score_a_live_ones_stays(case, scratch):
+    import fcntl
+
+    from helpers import score_zip, submit
+
+    assert submit(case, case["pred"], "--match", str(case["match"])) == 0
+    killed = left_by_a_killed_score(scratch, "imagenets-score-k1ll3d00")
+    live = left_by_a_killed_score(scratch, "imagenets-score-l1ve0000")
+    holder = os.open(live, os.O_RDONLY)
+    fcntl.flock(holder, fcntl.LOCK_EX)  # as the live run holds it
+    try:
+        assert score_zip(case, case["root"] / "sub.zip") == 0
+    finally:
+        os.close(holder)
+    assert not killed.exists() and live.exists()
+    assert sorted(p.name for p in scratch.iterdir()) == [live.name]  # and score's own folder is gone
