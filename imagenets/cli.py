@@ -19,7 +19,7 @@ from typing import Callable, Dict, NoReturn, Optional, Sequence, Tuple
 from . import __version__
 from .device import DEVICE_CHOICES
 from .errors import EXIT_BAD_INPUT, UserError, is_ours, missing_dependency
-from .fileio import check_outputs, exit_on_sigterm
+from .fileio import check_distinct, check_outputs, exit_on_sigterm
 from .flags import Declared, declared_paths, input_dir, workers
 from .names import shown
 from .subsets import MODES
@@ -71,6 +71,8 @@ class Command:
         declared = declared_paths(parser, args)
         if self.declare is not None:
             self.declare(args, declared)
+        for label, paths in declared.distinct:
+            check_distinct(label, paths)
         check_outputs(declared.outputs, declared.inputs, declared.input_dirs, declared.output_dirs,
                       managed=declared.managed, quiet=bool(getattr(args, "quiet", False)))
         with exit_on_sigterm():  # a killed run's temporaries go as on an error

@@ -373,6 +373,16 @@ def check_outputs(outputs: Optional[Paths] = None, inputs: Optional[Paths] = Non
     sweep_temporaries(leftovers, quiet)
 
 
+def check_distinct(label: str, paths: Sequence[PathLike]) -> None:
+    """Before any work: no file of the list ``label`` is given twice, also through a link or a hard link."""
+    seen: List[Path] = []
+    for path in map(Path, paths):
+        for earlier in seen:
+            if os.path.realpath(path) == os.path.realpath(earlier) or same_file(path, earlier):
+                raise UserError(f"{label}: {earlier} and {path} are the same file: give each once")
+        seen.append(path)
+
+
 def _hard_linked_into(path: Path, folder: Path) -> bool:
     """True when the existing file ``path`` is a hard link of a file under ``folder`` (looked for only when
     the file has several links: rare, so the walk is too)."""

@@ -119,14 +119,16 @@ Implied = Callable[[argparse.Namespace], Optional[Tuple[str, Path]]]
 
 
 def path_option(parser: Any, *flags: str, role: str, managed: bool = False, implied: Optional[Implied] = None,
-                **kwargs: Any) -> argparse.Action:
+                distinct: bool = False, **kwargs: Any) -> argparse.Action:
     """``parser.add_argument`` of a path, its ``role`` kept on the action for the command layer's guard.
 
     ``managed`` (output folders only): the command plans every entry of that tree itself (prepare's
     DEST: links into the ImageNet folder are its own, its leftovers its own), so the guard neither
     walks it for links into the inputs nor sweeps it for stale temporaries. ``implied``: the path the
     command uses when the option is not given (``--meta-dir``: ``$IMAGENETS_META_DIR`` or the cache;
-    a report's ``--images``: the folder beside ``--gt-dir``), guarded as if it had been given.
+    a report's ``--images``: the folder beside ``--gt-dir``), guarded as if it had been given. ``distinct``
+    (a list of files): no file may be given twice, also through a link (aggregate's runs: one counted
+    twice would shrink the spread).
     """
     if role not in ROLES:
         raise ValueError(f"unknown path role {role!r}")
@@ -135,6 +137,7 @@ def path_option(parser: Any, *flags: str, role: str, managed: bool = False, impl
     action.path_role = role  # type: ignore[attr-defined]
     action.path_managed = managed  # type: ignore[attr-defined]
     action.path_implied = implied  # type: ignore[attr-defined]
+    action.path_distinct = distinct  # type: ignore[attr-defined]
     return action
 
 
@@ -166,6 +169,7 @@ class Declared:
     outputs: Labelled = field(default_factory=list)
     output_dirs: Labelled = field(default_factory=list)
     managed: List[Path] = field(default_factory=list)  # output folders the command manages itself
+    distinct: List[Tuple[str, List[Path]]] = field(default_factory=list)  # lists that may not repeat a file
 
     def by_role(self, role: str) -> Labelled:
         return {INPUT_FILE: self.inputs, INPUT_DIR: self.input_dirs, OUTPUT_FILE: self.outputs,
@@ -217,6 +221,8 @@ def declared_paths(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
             continue
         if value is None:
             continue
+        if getattr(action, "path_distinct", False):
+            declared.distinct.append((option_label(action), [user_path(os.fspath(p)) for p in value]))
         for path in (value if isinstance(value, (list, tuple)) else [value]):
             path = user_path(os.fspath(path))  # str-typed options (prepare's) expand ``~`` themselves
             declared.add(role, option_label(action), path)

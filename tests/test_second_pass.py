@@ -341,3 +341,22 @@ def test_a_killed_scores_extraction_goes_with_the_next_score_a_live_ones_stays(c
         os.close(holder)
     assert not killed.exists() and live.exists()
     assert sorted(p.name for p in scratch.iterdir()) == [live.name]  # and score's own folder is gone
+
+
+# ---- a list of inputs names each file once ----------------------------------------------------------------
+
+@pytest.mark.parametrize("how", ["twice", "symlink", "hard link"])
+def test_aggregate_refuses_a_run_given_twice(case, how, capsys):
+    report = case["root"] / "seed0.json"
+    argv = ["evaluate", "--predict-dir", str(case["pred"]), "--gt-dir", str(case["gt"]), "--mode", "50",
+            "--match", str(case["match"]), "--meta-dir", str(case["meta_dir"]), "--workers", "0", "--quiet"]
+    assert run_command([*argv, "--output", str(report)]) == 0
+    again = case["root"] / "again.json"
+    if how == "twice":
+        again = report
+    elif how == "symlink":
+        again.symlink_to(report)
+    else:
+        os.link(report, again)
+    status = run_command(["aggregate", str(report), str(again)])
+    assert_one_error(status, capsys.readouterr().err, "RUN.json", "the same file")
