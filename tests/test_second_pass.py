@@ -5,6 +5,7 @@ the readers, the number parser, the temporaries, escaped names, the metric's sta
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -360,3 +361,25 @@ def test_aggregate_refuses_a_run_given_twice(case, how, capsys):
         os.link(report, again)
     status = run_command(["aggregate", str(report), str(again)])
     assert_one_error(status, capsys.readouterr().err, "RUN.json", "the same file")
+
+
+# ---- a side file is shown only with what it belongs to ----------------------------------------------------
+
+def test_the_report_shows_no_tie_report_of_a_replaced_match(prepared, monkeypatch):
+    import re
+
+    monkeypatch.chdir(prepared["root"])
+    argv = evaluate_argv(prepared)
+    match_argv = ["match", *argv[1:argv.index("--match")], *argv[argv.index("--match") + 2:], "--session-name", "m"]
+    assert run_command(match_argv) == 0
+    mapping = prepared["root"] / "results" / "m.json"
+    argv[argv.index("--match") + 1] = str(mapping)
+    assert run_command([*argv, "--report", "kept.html"]) == 0
+    shutil.copy(prepared["match"], mapping)  # another mapping copied over it: its tie report is not that one's
+    assert run_command([*argv, "--report", "replaced.html"]) == 0
+
+    def ties(page: str) -> str:
+        return re.search(r"match tie report</dt><dd>(.*?)</dd>", (prepared["root"] / page).read_text()).group(1)
+
+    assert "optimum" in ties("kept.html") and "tie_break: munkres-1.1.4" in ties("kept.html")
+    assert "not shown" in ties("replaced.html") and "tie_break" not in ties("replaced.html")
