@@ -383,3 +383,14 @@ def test_the_report_shows_no_tie_report_of_a_replaced_match(prepared, monkeypatc
 
     assert "optimum" in ties("kept.html") and "tie_break: munkres-1.1.4" in ties("kept.html")
     assert "not shown" in ties("replaced.html") and "tie_break" not in ties("replaced.html")
+
+
+# ---- the metadata cache: where it cannot be written, the line says which setting -------------------------
+
+def test_a_cache_that_cannot_be_written_names_its_setting(tmp_path, monkeypatch, capsys):
+    in_the_way = tmp_path / "cache"
+    in_the_way.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("IMAGENETS_CACHE", str(in_the_way))
+    monkeypatch.setenv("IMAGENETS_META_URL", "http://127.0.0.1:9/unreachable")  # nothing may be fetched
+    status = run_command(["meta", "download", "--quiet"])
+    assert_one_error(status, capsys.readouterr().err, "$IMAGENETS_CACHE", f"{in_the_way} is a file")
