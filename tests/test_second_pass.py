@@ -394,3 +394,21 @@ def test_a_cache_that_cannot_be_written_names_its_setting(tmp_path, monkeypatch,
     monkeypatch.setenv("IMAGENETS_META_URL", "http://127.0.0.1:9/unreachable")  # nothing may be fetched
     status = run_command(["meta", "download", "--quiet"])
     assert_one_error(status, capsys.readouterr().err, "$IMAGENETS_CACHE", f"{in_the_way} is a file")
+
+
+def test_metrics_of_no_image_say_so(capsys):
+    from imagenets import SegmentationMetrics
+
+    assert SegmentationMetrics(K).compute()["mIoU"] == 0
+    assert "no image added" in capsys.readouterr().err
+
+
+def test_save_prediction_takes_a_path_name_and_refuses_a_backslash(tmp_path):
+    import numpy as np
+
+    from imagenets.datasets import save_prediction
+
+    ids = np.ones((4, 5), dtype=np.int64)
+    assert save_prediction(tmp_path, Path("n01443537") / "x.png", ids) == tmp_path / "n01443537" / "x.png"
+    with pytest.raises(ValueError, match="relative <wnid>/<name>.png"):
+        save_prediction(tmp_path, "..\\\\x.png", ids)  # '..' on Windows

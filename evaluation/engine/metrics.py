@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from imagenets.errors import warn
 from imagenets.idmaps import check_has_values, id_map_pairs, is_tensor
 from imagenets.subsets import IGNORE
 
@@ -435,6 +436,8 @@ class SegmentationMetrics:
         torch.distributed (and ``sync_on_compute``) over every rank's images."""
         if self.sync_on_compute and distributed.active():
             return self.sync().compute()
+        if not self.images:  # e.g. an empty validation loader: the zeros below are of nothing
+            warn("SegmentationMetrics.compute() with no image added: every metric is 0 (call update() first)")
         batch = summarize(self.counts[None], self.images, np.array([self.correct]), np.array([self.f_sum]))
         result: Dict[str, object] = {key: float(values[0]) for key, values in batch.items()}
         if not self.boundaries:
