@@ -412,3 +412,12 @@ def test_save_prediction_takes_a_path_name_and_refuses_a_backslash(tmp_path):
     assert save_prediction(tmp_path, Path("n01443537") / "x.png", ids) == tmp_path / "n01443537" / "x.png"
     with pytest.raises(ValueError, match="relative <wnid>/<name>.png"):
         save_prediction(tmp_path, "..\\\\x.png", ids)  # '..' on Windows
+
+
+@pytest.mark.parametrize("what", ["folder", "/dev/zero"])
+def test_weights_that_are_no_file_are_named_so_not_missing(tmp_path, what):
+    from imagenets.errors import UserError
+    from imagenets.evaluation.distance_matching.model import _read_state_dict
+
+    with pytest.raises(UserError, match="is a folder, FIFO or device, not a checkpoint"):
+        _read_state_dict(tmp_path if what == "folder" else Path(what))

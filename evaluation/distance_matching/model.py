@@ -284,7 +284,9 @@ def not_a_checkpoint(head: bytes) -> Optional[str]:
 def _read_state_dict(path: Path) -> Dict[str, torch.Tensor]:
     """Load ``path`` as a state dict: unwrap a ``state_dict`` key, strip ``module.`` prefixes."""
     if not path.is_file():
-        raise UserError(f"--weights {path} not found: check the path")
+        what = "not found: check the path" if not path.exists() else (
+            "is a folder, FIFO or device, not a checkpoint: give the file torch.save wrote")
+        raise UserError(f"--weights {path} {what}")
     with open(path, "rb") as handle:
         what = not_a_checkpoint(handle.read(SNIFF_BYTES))
     if what:
