@@ -18,7 +18,7 @@ from typing import Callable, Dict, NoReturn, Optional, Sequence, Tuple
 
 from . import __version__
 from .device import DEVICE_CHOICES
-from .errors import EXIT_BAD_INPUT, UserError, is_ours, missing_dependency
+from .errors import EXIT_BAD_INPUT, UserError, dependency_problem
 from .fileio import check_distinct, check_outputs, exit_on_sigterm
 from .flags import Declared, declared_paths, input_dir, workers
 from .names import shown
@@ -198,10 +198,11 @@ def load_command(name: str) -> Command:
     """Import the module of ``name`` and return its command; a missing dependency is one clear line."""
     try:
         return COMMANDS[name].load()
-    except ModuleNotFoundError as exc:
-        if is_ours(exc):
+    except ImportError as exc:
+        line = dependency_problem(f"`imagenets {name}`", exc)
+        if line is None:
             raise
-        raise UserError(missing_dependency(f"`imagenets {name}`", exc)) from None
+        raise UserError(line) from None
 
 
 def build_parser(commands: Dict[str, CommandSpec], wanted: Optional[Command] = None) -> argparse.ArgumentParser:

@@ -421,3 +421,18 @@ def test_weights_that_are_no_file_are_named_so_not_missing(tmp_path, what):
 
     with pytest.raises(UserError, match="is a folder, FIFO or device, not a checkpoint"):
         _read_state_dict(tmp_path if what == "folder" else Path(what))
+
+
+# ---- a dependency installed but broken: one line naming it, as a missing one -------------------------------
+
+@pytest.mark.parametrize("argv", [["evaluation/evaluator.py"], ["evaluation/threshold_curve.py"],
+                                  ["-m", "imagenets", "evaluate"], ["-m", "imagenets", "match"]])
+def test_a_dependency_that_fails_to_import_is_one_line(tmp_path, argv):
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    # what a numpy built for another Python or ABI does on import
+    (shadow / "numpy.py").write_text('raise ImportError("numpy.core.multiarray failed to import")\n')
+    done = subprocess.run([sys.executable, *[str(REPO / a) if a.endswith(".py") else a for a in argv], "--help"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, PYTHONPATH=f"{shadow}{os.pathsep}{REPO}"))
+    assert_one_error(done.returncode, done.stderr, "'numpy'", "fails to import", "multiarray failed", "pip install")
