@@ -9,10 +9,12 @@ writes ``OUT/pictures/<wnid>/<name>.png``, ``OUT/index.html`` (sorted by per-ima
 from __future__ import annotations
 
 import argparse
+import html
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
+from urllib.parse import quote
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -275,7 +277,7 @@ def gallery_html(shown: Sequence[Dict[str, object]], labels: Dict[int, str], hea
     """A static page: one row per picture, in the order given, with relative links."""
     rows = []
     for rank, score in enumerate(shown, 1):
-        link = shown_html(picture_name(str(score["mask"])))
+        link = html.escape(quote(picture_name(str(score["mask"]))))  # a link is the file's name, encoded
         iou = score["iou"]
         classes = ", ".join(shown_html(labels.get(i, str(i))) for i in score["gt_ids"] if i != OTHER)
         rows.append(f'<tr><td>{rank}</td><td>{"n/a" if math.isnan(iou) else f"{iou:.1f}"}</td>'

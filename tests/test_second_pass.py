@@ -436,3 +436,28 @@ def test_a_dependency_that_fails_to_import_is_one_line(tmp_path, argv):
                           cwd=tmp_path, capture_output=True, text=True, timeout=60,
                           env=dict(os.environ, PYTHONPATH=f"{shadow}{os.pathsep}{REPO}"))
     assert_one_error(done.returncode, done.stderr, "'numpy'", "fails to import", "multiarray failed", "pip install")
+
+
+def test_a_gallery_link_reaches_its_picture_whatever_the_file_name(prepared):
+    """File names from the list are shown escaped, but a link is the name itself, URL-encoded."""
+    import re
+    from urllib.parse import unquote
+
+    listed = next(p for p in (prepared["meta"] / "names").iterdir() if "validation" in p.name)
+    lines = listed.read_text().split("\n")
+    image, mask = lines[0].split()
+    wnid, stem = mask.split("/")[0], "\u202eodd#1%\x1b[1m"
+    for folder in (prepared["gt"], prepared["pred"]):
+        (folder / mask).rename(folder / wnid / f"{stem}.png")
+    (prepared["images"] / image).rename(prepared["images"] / wnid / f"{stem}.JPEG")
+    lines[0] = f"{wnid}/{stem}.JPEG {wnid}/{stem}.png"
+    listed.write_text("\n".join(lines))
+    out = prepared["root"] / "gallery"
+    assert run_command(["visualize", "--images", str(prepared["images"]), "--gt-dir", str(prepared["gt"]),
+                        "--predict-dir", str(prepared["pred"]), "--match", str(prepared["match"]), "--mode", "50",
+                        "--meta-dir", str(prepared["meta"]), "-o", str(out), "--limit", "0", "--workers", "0",
+                        "--quiet"]) == 0
+    page = (out / "index.html").read_text(encoding="utf-8")
+    links = set(re.findall(r'href="([^"]*)"', page))
+    assert links and all((out / unquote(link)).is_file() for link in links)
+    assert "\\u202eodd#1%\\x1b[1m" in page and "\u202e" not in page
