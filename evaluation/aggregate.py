@@ -65,7 +65,8 @@ def aggregate_table(result: Dict[str, object]) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    input_file(parser, "runs", nargs="+", metavar="RUN.json", help="evaluate --output files, one per run")
+    input_file(parser, "runs", nargs="+", metavar="RUN.json", distinct=True,
+               help="evaluate --output files, one per run")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
 
 

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
+from urllib.parse import quote
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -25,6 +26,7 @@ from imagenets.errors import UserError, info
 from imagenets.fileio import atomic_path, write_json_atomic, write_text_atomic
 from imagenets.flags import OUTPUT_DIR, OUTPUT_FILE, Declared, input_dir, input_file, integer, output_dir
 from imagenets.metadata import load_metadata
+from imagenets.names import shown_html
 from imagenets.palette import (HATCH_COLOURS, RGB, UNKNOWN_COLOUR, colorize, colour_of, default_font, hatch,
                                picture_colours)
 from imagenets.subsets import IGNORE, OTHER, get_subset
@@ -275,18 +277,18 @@ def gallery_html(shown: Sequence[Dict[str, object]], labels: Dict[int, str], hea
     """A static page: one row per picture, in the order given, with relative links."""
     rows = []
     for rank, score in enumerate(shown, 1):
-        link = html.escape(picture_name(str(score["mask"])))
+        link = html.escape(quote(picture_name(str(score["mask"]))))  # a link is the file's name, encoded
         iou = score["iou"]
-        classes = ", ".join(html.escape(labels.get(i, str(i))) for i in score["gt_ids"] if i != OTHER)
+        classes = ", ".join(shown_html(labels.get(i, str(i))) for i in score["gt_ids"] if i != OTHER)
         rows.append(f'<tr><td>{rank}</td><td>{"n/a" if math.isnan(iou) else f"{iou:.1f}"}</td>'
-                    f'<td><a href="{link}">{html.escape(str(score["mask"]))}</a><br>'
+                    f'<td><a href="{link}">{shown_html(str(score["mask"]))}</a><br>'
                     f'<small>GT: {classes or "other only"}</small></td>'
                     f'<td><a href="{link}"><img src="{link}" loading="lazy"></a></td></tr>')
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>ImageNet-S pictures</title>\n"
             "<style>body{font-family:sans-serif;margin:1em} table{border-collapse:collapse}"
             " td{border-bottom:1px solid #ccc;padding:4px;vertical-align:top}"
             " img{max-width:720px}</style></head><body>\n"
-            f"<h1>ImageNet-S pictures</h1>\n<p>{html.escape(heading)}</p>\n"
+            f"<h1>ImageNet-S pictures</h1>\n<p>{shown_html(heading)}</p>\n"
             "<table><tr><th>#</th><th>image IoU</th><th>mask</th><th>image | ground truth | prediction</th></tr>\n"
             + "\n".join(rows) + "\n</table></body></html>\n")
 

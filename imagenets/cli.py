@@ -13,12 +13,13 @@ import importlib.util
 import os
 import sys
 from dataclasses import dataclass
-from typing import Callable, Dict, NoReturn, Optional, Sequence
+from pathlib import Path
+from typing import Callable, Dict, NoReturn, Optional, Sequence, Tuple
 
 from . import __version__
 from .device import DEVICE_CHOICES
-from .errors import EXIT_BAD_INPUT, UserError, is_ours, missing_dependency
-from .fileio import check_outputs, exit_on_sigterm
+from .errors import EXIT_BAD_INPUT, UserError, dependency_problem
+from .fileio import check_distinct, check_outputs, exit_on_sigterm
 from .flags import Declared, declared_paths, input_dir, workers
 from .names import shown
 from .subsets import MODES
@@ -70,6 +71,8 @@ class Command:
         declared = declared_paths(parser, args)
         if self.declare is not None:
             self.declare(args, declared)
+        for label, paths in declared.distinct:
+            check_distinct(label, paths)
         check_outputs(declared.outputs, declared.inputs, declared.input_dirs, declared.output_dirs,
                       managed=declared.managed, quiet=bool(getattr(args, "quiet", False)))
         with exit_on_sigterm():  # a killed run's temporaries go as on an error
@@ -107,8 +110,21 @@ def add_mode_argument(parser: argparse.ArgumentParser, required: bool = True) ->
                         help="ImageNet-S subset: 50, 300 or 919 classes")
 
 
+def implied_meta_dir(_args: argparse.Namespace) -> Optional[Tuple[str, Path]]:
+    """Where the lists are read from without ``--meta-dir`` ($IMAGENETS_META_DIR or the cache): an input
+    folder like any other, so that no output lands in it. A bad $IMAGENETS_META_DIR is left to the
+    command's own message."""
+    from .metadata import SOURCE_CACHE, resolve_source
+
+    try:
+        root, source = resolve_source(None)
+    except UserError:
+        return None
+    return ("the metadata cache" if source == SOURCE_CACHE else source), root
+
+
 def add_meta_argument(parser: argparse.ArgumentParser) -> None:
-    input_dir(parser, "--meta-dir", default=None, metavar="DIR",
+    input_dir(parser, "--meta-dir", default=None, metavar="DIR", implied=implied_meta_dir,
                         help="directory with the official lists (categories/, names/, mapping/, "
                              "e.g. a copy of the official data/ folder); default: $IMAGENETS_META_DIR, "
                              "else the cache filled by `imagenets meta download`")
@@ -182,10 +198,11 @@ def load_command(name: str) -> Command:
     """Import the module of ``name`` and return its command; a missing dependency is one clear line."""
     try:
         return COMMANDS[name].load()
-    except ModuleNotFoundError as exc:
-        if is_ours(exc):
+    except ImportError as exc:
+        line = dependency_problem(f"`imagenets {name}`", exc)
+        if line is None:
             raise
-        raise UserError(missing_dependency(f"`imagenets {name}`", exc)) from None
+        raise UserError(line) from None
 
 
 def build_parser(commands: Dict[str, CommandSpec], wanted: Optional[Command] = None) -> argparse.ArgumentParser:

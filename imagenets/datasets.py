@@ -28,6 +28,7 @@ from .codec import MAX_PIXELS, open_image, read_mask, write_mask
 from .errors import UserError, first_few, warn
 from .idmaps import as_ids, resize_nearest
 from .metadata import SOURCE_CACHE, Metadata, cache_complete, load_metadata, resolve_source
+from .names import relative_path_problem
 from .transforms import image_size
 from .subsets import IGNORE, MASK_FOLDERS, SPLITS, Subset, get_subset, subset_folder
 
@@ -351,8 +352,8 @@ def save_prediction(out_dir: Union[str, "os.PathLike[str]"], name: str, ids: Any
     """Write an HxW id map (numpy, or a torch tensor on any device) as the mask PNG ``out_dir/name``
     (id = R + 256*G), atomically; ``size`` (H, W) resizes it first (nearest), e.g. to the original image's
     size a prediction must have. ``name`` is ``<wnid>/<name>.png``, as the test split's target gives it."""
-    parts = Path(name).parts
-    if Path(name).is_absolute() or ".." in parts or not name.endswith(".png"):
+    name = os.fspath(name)
+    if not isinstance(name, str) or relative_path_problem(name) or not name.endswith(".png"):
         raise ValueError(f"prediction name {name!r}: use the relative <wnid>/<name>.png of its image")
     ids = as_ids(ids, "the prediction")
     if ids.ndim != 2 or 0 in ids.shape:

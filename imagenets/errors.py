@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from types import TracebackType
 from typing import Iterator, Optional
 
 from .names import shown
@@ -55,14 +56,49 @@ def missing_dependency(what: str, exc: ModuleNotFoundError) -> str:
             "`pip install -e .` in the imagenets clone (or `pip install imagenets`) with this Python")
 
 
+def failing_module(tb: Optional[TracebackType]) -> Optional[str]:
+    """The module whose top-level code raised: the innermost ``<module>`` frame of an import's traceback."""
+    found = None
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name == "<module>":
+            name = frame.f_globals.get("__name__")
+            if isinstance(name, str) and not name.startswith("importlib"):
+                found = name
+        tb = tb.tb_next
+    return found
+
+
+def broken_dependency(what: str, exc: ImportError) -> Optional[str]:
+    """The line that names a dependency installed but failing to import (a broken or mismatched build);
+    None when the import that failed is this toolbox's own (a bug: let it show)."""
+    culprit = failing_module(exc.__traceback__) or exc.name
+    if not culprit or culprit.split(".")[0] in ("imagenets", "__main__"):
+        return None
+    package = culprit.split(".")[0]
+    reason = (str(exc).strip().splitlines() or [""])[0]
+    return (f"{what} needs the Python package {package!r}, which is installed in {sys.executable} but fails to "
+            f"import ({type(exc).__name__}: {reason}): reinstall it for this Python, e.g. `pip install "
+            f"--force-reinstall {package}`")
+
+
+def dependency_problem(what: str, exc: ImportError) -> Optional[str]:
+    """The one line for an import of a dependency that failed (missing, or installed but broken); None
+    when the failure is this toolbox's own."""
+    if isinstance(exc, ModuleNotFoundError):
+        return None if is_ours(exc) else missing_dependency(what, exc)
+    return broken_dependency(what, exc)
+
+
 @contextlib.contextmanager
 def dependencies_of(what: Optional[str]) -> Iterator[None]:
-    """Around a script's imports: a missing dependency is one ``error:`` line and exit status 2
+    """Around a script's imports: a missing or broken dependency is one ``error:`` line and exit status 2
     (``what`` None: imported as a module, where ``imagenets.cli.load_command`` says it instead)."""
     try:
         yield
-    except ModuleNotFoundError as exc:
-        if what is None or is_ours(exc):
+    except ImportError as exc:
+        line = dependency_problem(what, exc) if what is not None else None
+        if line is None:
             raise
-        print(f"error: {missing_dependency(what, exc)}", file=sys.stderr)
+        print(f"error: {line}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)

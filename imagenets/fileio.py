@@ -8,13 +8,14 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import stat
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, BinaryIO, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 try:
     import fcntl
@@ -94,7 +95,10 @@ def _stale(path: Path, now: float) -> bool:
                     return False
         elif age < STALE_AFTER_S:
             return False
-        path.unlink()
+        if stat.S_ISDIR(os.fstat(fd).st_mode):  # a temporary_folder: everything in it was its run's
+            shutil.rmtree(path)
+        else:
+            path.unlink()
         return True
     except OSError:  # gone meanwhile, or not ours to delete: leave it
         return False
@@ -121,6 +125,38 @@ def temporaries_of(path: Path) -> List[Path]:
                     if entry.name.startswith(prefix) and entry.name.endswith(TEMP_SUFFIX)]
     except OSError:
         return []
+
+
+@contextlib.contextmanager
+def temporary_folder(prefix: str, quiet: bool = False) -> Iterator[Path]:
+    """A private folder in the system's temporary folder, locked while in use and removed after (also on
+    SIGTERM). The folders of ``prefix`` that killed runs left there (no lock held; ours) are removed first:
+    a SIGKILL mid-run leaves no extracted submission behind for good."""
+    base, now = Path(tempfile.gettempdir()), time.time()
+    try:
+        found = [entry for entry in base.iterdir() if entry.name.startswith(prefix)]
+    except OSError:
+        found = []
+    stale = [entry for entry in found if _own_folder(entry) and _stale(entry, now)]
+    if stale:
+        info(f"removed {len(stale)} temporary folders left by an interrupted run ({first_few(stale, 3)})", quiet)
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    fd = os.open(folder, os.O_RDONLY)
+    _lock(fd)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.close(fd)
+
+
+def _own_folder(path: Path) -> bool:
+    """A real folder (not a link) of this user: the only kind a sweep of a shared folder may remove."""
+    try:
+        status = path.lstat()
+    except OSError:
+        return False
+    return stat.S_ISDIR(status.st_mode) and status.st_uid == getattr(os, "getuid", lambda: status.st_uid)()
 
 
 @contextlib.contextmanager
@@ -163,6 +199,38 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     finally:
         if fd is not None:
             os.close(fd)
+
+
+class _Unseekable:
+    """A device or FIFO written directly, shown to an archive writer as the stream it is: ``/dev/null`` says
+    it can seek yet its position stays 0, which leaves zipfile's offsets wrong (struct.error at the end)."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+
+    def write(self, data: bytes) -> int:
+        return self._raw.write(data)
+
+    def flush(self) -> None:
+        self._raw.flush()
+
+    def seekable(self) -> bool:
+        return False
+
+    def read(self, _size: int = -1) -> bytes:  # numpy takes an object without ``read`` for a path
+        raise OSError("not readable: an output")
+
+    def tell(self) -> int:
+        raise OSError("not a seekable file")
+
+
+@contextlib.contextmanager
+def archive_stream(path: PathLike) -> Iterator[BinaryIO]:
+    """``open(path, "wb")`` for a zip or ``.npz`` writer, ``path`` being what :func:`atomic_path` yielded:
+    on a device or FIFO (written directly) the archive is streamed (zipfile's data descriptors)."""
+    with open(path, "wb") as stream:
+        regular = stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+        yield stream if regular else _Unseekable(stream)  # type: ignore[misc]
 
 
 class Terminated(SystemExit):
@@ -303,6 +371,16 @@ def check_outputs(outputs: Optional[Paths] = None, inputs: Optional[Paths] = Non
         if not _written_directly(path):
             leftovers += temporaries_of(Path(real))
     sweep_temporaries(leftovers, quiet)
+
+
+def check_distinct(label: str, paths: Sequence[PathLike]) -> None:
+    """Before any work: no file of the list ``label`` is given twice, also through a link or a hard link."""
+    seen: List[Path] = []
+    for path in map(Path, paths):
+        for earlier in seen:
+            if os.path.realpath(path) == os.path.realpath(earlier) or same_file(path, earlier):
+                raise UserError(f"{label}: {earlier} and {path} are the same file: give each once")
+        seen.append(path)
 
 
 def _hard_linked_into(path: Path, folder: Path) -> bool:
@@ -447,9 +525,20 @@ def parse_json(data: Union[bytes, str], source: str, expect: Union[type, Tuple[t
 def read_at_most(path: PathLike, cap: int) -> Optional[bytes]:
     """A file's bytes, never more than ``cap`` of them kept; None when it holds more (an endless file such
     as ``/dev/zero`` is not read to its end). The one capped read: callers word the refusal."""
-    with open(path, "rb") as stream:
+    with open_to_read(path) as stream:
         data = stream.read(cap + 1)
     return data if len(data) <= cap else None
+
+
+def open_to_read(path: PathLike) -> BinaryIO:
+    """Open a file to read its bytes. A FIFO is opened without waiting for a writer, then read as usual:
+    one nobody writes to reads as empty instead of blocking forever; a pipe with a writer (``<(...)``)
+    is read to its end."""
+    nonblocking = getattr(os, "O_NONBLOCK", 0)
+    fd = os.open(path, os.O_RDONLY | nonblocking)
+    if nonblocking:
+        os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
 
 
 def read_json(path: PathLike, what: str = "JSON file", expect: Union[type, Tuple[type, ...]] = object,

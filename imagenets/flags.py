@@ -13,6 +13,7 @@ import argparse
 import math
 import os
 import re
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Tuple
@@ -55,16 +56,27 @@ def plain_number(text: str) -> bool:
     return bool(_REAL.fullmatch(text.strip()))
 
 
+def as_float32(value: float) -> float:
+    """``value`` rounded to float32 (infinite beyond its range), without numpy."""
+    try:
+        return struct.unpack("f", struct.pack("f", value))[0]
+    except OverflowError:
+        return math.copysign(math.inf, value)
+
+
 def real(low: Optional[float] = None, high: Optional[float] = None, above: bool = False,
-         hint: str = "") -> Callable[[str], float]:
-    """An argparse ``type``: a finite decimal number in ``low..high`` (``above``: strictly more than ``low``)."""
+         hint: str = "", float32: bool = False) -> Callable[[str], float]:
+    """An argparse ``type``: a finite decimal number in ``low..high`` (``above``: strictly more than ``low``);
+    ``float32``: the number is used in float32, so it must stay in range once rounded to float32 too."""
     def parse(text: str) -> float:
         value = float(text) if plain_number(text) else math.nan
-        bad = not math.isfinite(value) or (high is not None and value > high) or (
-            low is not None and (value <= low if above else value < low))
+        checked = [value, as_float32(value)] if float32 else [value]
+        bad = any(not math.isfinite(v) or (high is not None and v > high) or (
+            low is not None and (v <= low if above else v < low)) for v in checked)
         if bad:
             where = (f"above {low}" + (f" and at most {high}" if high is not None else "")) if above \
                 else _range_text(low, high)
+            where += " in float32 (the precision it is used in)" if float32 else ""
             fix = f": {hint}" if hint else ""
             raise argparse.ArgumentTypeError(f"{text!r}: use a finite number{' ' + where if where else ''}{fix}")
         return value
@@ -102,12 +114,21 @@ def user_path(text: str) -> Path:
     return Path(os.path.expanduser(text))
 
 
-def path_option(parser: Any, *flags: str, role: str, managed: bool = False, **kwargs: Any) -> argparse.Action:
+#: What an option not given stands for: (how messages name it, the path), or None (nothing).
+Implied = Callable[[argparse.Namespace], Optional[Tuple[str, Path]]]
+
+
+def path_option(parser: Any, *flags: str, role: str, managed: bool = False, implied: Optional[Implied] = None,
+                distinct: bool = False, **kwargs: Any) -> argparse.Action:
     """``parser.add_argument`` of a path, its ``role`` kept on the action for the command layer's guard.
 
     ``managed`` (output folders only): the command plans every entry of that tree itself (prepare's
     DEST: links into the ImageNet folder are its own, its leftovers its own), so the guard neither
-    walks it for links into the inputs nor sweeps it for stale temporaries.
+    walks it for links into the inputs nor sweeps it for stale temporaries. ``implied``: the path the
+    command uses when the option is not given (``--meta-dir``: ``$IMAGENETS_META_DIR`` or the cache;
+    a report's ``--images``: the folder beside ``--gt-dir``), guarded as if it had been given. ``distinct``
+    (a list of files): no file may be given twice, also through a link (aggregate's runs: one counted
+    twice would shrink the spread).
     """
     if role not in ROLES:
         raise ValueError(f"unknown path role {role!r}")
@@ -115,6 +136,8 @@ def path_option(parser: Any, *flags: str, role: str, managed: bool = False, **kw
     action = parser.add_argument(*flags, **kwargs)
     action.path_role = role  # type: ignore[attr-defined]
     action.path_managed = managed  # type: ignore[attr-defined]
+    action.path_implied = implied  # type: ignore[attr-defined]
+    action.path_distinct = distinct  # type: ignore[attr-defined]
     return action
 
 
@@ -146,6 +169,7 @@ class Declared:
     outputs: Labelled = field(default_factory=list)
     output_dirs: Labelled = field(default_factory=list)
     managed: List[Path] = field(default_factory=list)  # output folders the command manages itself
+    distinct: List[Tuple[str, List[Path]]] = field(default_factory=list)  # lists that may not repeat a file
 
     def by_role(self, role: str) -> Labelled:
         return {INPUT_FILE: self.inputs, INPUT_DIR: self.input_dirs, OUTPUT_FILE: self.outputs,
@@ -189,8 +213,16 @@ def declared_paths(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     for action in parser_actions(parser):
         role = getattr(action, "path_role", None)
         value = getattr(args, action.dest, None) if role else None
+        implied = getattr(action, "path_implied", None)
+        if value is None and implied is not None:
+            found = implied(args)
+            if found is not None:
+                declared.add(role, *found)
+            continue
         if value is None:
             continue
+        if getattr(action, "path_distinct", False):
+            declared.distinct.append((option_label(action), [user_path(os.fspath(p)) for p in value]))
         for path in (value if isinstance(value, (list, tuple)) else [value]):
             path = user_path(os.fspath(path))  # str-typed options (prepare's) expand ``~`` themselves
             declared.add(role, option_label(action), path)

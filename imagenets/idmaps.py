@@ -20,6 +20,13 @@ def is_tensor(value: Any) -> bool:
     return torch is not None and isinstance(value, torch.Tensor)
 
 
+def check_has_values(tensor: Any, what: str) -> None:
+    """A tensor on torch's ``meta`` device has a shape and a dtype but no values: a TypeError naming it."""
+    if is_tensor(tensor) and tensor.device.type == "meta":
+        raise TypeError(f"{what} is a tensor on the 'meta' device, which holds no values: pass tensors on "
+                        "the CPU or a GPU, or numpy arrays")
+
+
 def dtype_error(what: str, dtype: Any) -> TypeError:
     return TypeError(f"{what} has dtype {dtype}: {FLOAT_HINT}")
 
@@ -47,6 +54,7 @@ def _tensor_ids(tensor: Any, what: str) -> np.ndarray:
     """A tensor on any device (int64, int32, uint8...) -> numpy ids on the CPU, range-checked."""
     import torch  # already imported by whoever made the tensor
 
+    check_has_values(tensor, what)
     if tensor.dtype.is_floating_point or tensor.dtype.is_complex or tensor.dtype == torch.bool:
         raise dtype_error(what, tensor.dtype)
     # Checked and narrowed by numpy: torch's CPU kernels wait on their thread pool, which costs

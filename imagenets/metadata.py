@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Set, Tuple, Union
 from . import digests
 from .download import ChecksumError, DownloadError, download, file_digest
 from .errors import UserError, info, warn
-from .fileio import read_at_most
+from .fileio import check_writable_dir, read_at_most
 from .names import relative_path_problem
 from .progress import progress
 from .subsets import META_COMMIT, SUBSETS, Subset, get_subset
@@ -111,6 +111,9 @@ def fill_cache(force: bool = False, quiet: bool = False,
     wanted = cache_files() if force else [rel for rel in cache_files() if rel in problems]
     if not wanted:
         return target
+    # Before the download: a cache that cannot be written (a file in the way, no permission) is one line
+    # naming where it comes from.
+    check_writable_dir(f"the metadata cache (${ENV_CACHE}, else ~/.cache/imagenets)", target)
     staging = target.with_name(f".{target.name}.partial")
     base = base_url()
     info(f"downloading the ImageNet-S metadata (commit {META_COMMIT[:7]}) from {base} to {target}", quiet)

@@ -6,6 +6,7 @@ or an archive goes through :func:`relative_path_problem` before it is joined to 
 
 from __future__ import annotations
 
+import html
 import re
 
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -27,6 +28,12 @@ def shown(text: object) -> str:
     if text.isprintable():
         return text
     return "".join(char if char.isprintable() else _escape(char) for char in text)
+
+
+def shown_html(text: object) -> str:
+    """:func:`shown`, then escaped for HTML: how every page we write (the report, the gallery) shows a name,
+    so that neither markup nor a bidi override in a class or file name reaches the page raw."""
+    return html.escape(shown(text))
 
 
 def relative_path_problem(name: str) -> str:

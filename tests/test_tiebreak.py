@@ -3,6 +3,7 @@ report file beside the mapping, ``--tie-break``, and the degenerate (salt-and-pe
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import shutil
@@ -131,7 +132,9 @@ def test_report_file_lies_beside_the_mapping_and_goes_into_output(case, capsys):
     err = capsys.readouterr().err
     report = json.loads((case["work"] / "results" / "run.ties.json").read_text())
     assert set(report) == {"tie_break", "unique", "clusters", "predicted_clusters", "tied_predicted_clusters",
-                           "tied_clusters", "broad_clusters", "degenerate"}
+                           "tied_clusters", "broad_clusters", "degenerate", "match_sha256"}
+    mapping_bytes = (case["work"] / "results" / "run.json").read_bytes()
+    assert report.pop("match_sha256") == hashlib.sha256(mapping_bytes).hexdigest()  # the mapping it is of
     assert json.loads((case["work"] / "out.json").read_text())["ties"] == report
     # 40 images of 50 classes leave ties: one warning line says how many clusters they touch.
     assert not report["unique"] and report["tied_predicted_clusters"] > 0

@@ -138,6 +138,10 @@ def check_features(out: object, batch: torch.Tensor, describe: str) -> None:
         raise UserError(f"MODEL returned {got} for a batch of shape {tuple(batch.shape)}; "
                         "it must return one (N,C,h,w) feature map tensor (wrap it to pick "
                         "the right output)")
+    if out.device.type == "meta":
+        raise UserError(f"MODEL returned a tensor on the 'meta' device (a shape without values) for {describe}: "
+                        "build the model's weights on the CPU or a GPU (e.g. no device='meta' or "
+                        "init_empty_weights left in the factory)")
     if min(out.shape[1:]) < 1:
         raise UserError(f"MODEL returned an empty feature map {tuple(out.shape)} for {describe} (shape "
                         f"{tuple(batch.shape)}): it needs at least one channel and one cell; is the "
@@ -149,6 +153,12 @@ def check_features(out: object, batch: torch.Tensor, describe: str) -> None:
         raise UserError(f"MODEL returned {int(bad.sum())} NaN or infinite feature values (of "
                         f"{out.numel()}) for {describe}: check the model and --weights (e.g. a "
                         "checkpoint of a diverged run, or half precision overflowing); nothing was cached")
+    # Similarities are cosines in float32: a feature whose length overflows would be normalised to 0
+    # (every vote a tie), and a region's mean of such features to infinity.
+    if not bool(torch.isfinite(out.float().square().sum(dim=1)).all()):
+        raise UserError(f"MODEL returned features too large for float32 for {describe} (largest "
+                        f"|value| {float(out.abs().max()):.3g}): their length overflows; scale them down "
+                        "(e.g. normalise them in the model); nothing was cached")
 
 
 def upsample(features: torch.Tensor) -> torch.Tensor:

@@ -82,7 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     "OUT/submission.zip go; outside --dataset")
     parser.add_argument("-k", type=integer(1, 100_000, "use -k 10 (the benchmark's)"), default=10,
                         help="number of nearest embeddings that vote for each pixel")
-    parser.add_argument("-T", "--temperature", type=real(0, above=True, hint="use -T 0.07"), default=0.07,
+    parser.add_argument("-T", "--temperature", type=real(0, above=True, hint="use -T 0.07", float32=True), default=0.07,
                         help="vote weight of an embedding is exp(cosine similarity / T)")
     parser.add_argument("--batch-size", type=integer(1, 4096), default=8, metavar="B",
                         help="images decoded together; those of equal size go through MODEL as one batch")

@@ -21,7 +21,7 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import nn
 
-from imagenets.errors import UserError, first_few, warn
+from imagenets.errors import UserError, failing_module, first_few, warn
 
 MODEL_HINT = ("MODEL is a TorchScript file (torch.jit.save) or `package.module:factory` naming a "
               "function that returns an nn.Module mapping (N,3,H,W) images to (N,C,h,w) features; "
@@ -48,19 +48,6 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's message ("" when it has none): what a one-line error quotes."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else ""
-
-
-def failing_module(tb: Optional[TracebackType]) -> Optional[str]:
-    """The module whose top-level code raised: the innermost ``<module>`` frame of an import's traceback."""
-    found = None
-    while tb is not None:
-        frame = tb.tb_frame
-        if frame.f_code.co_name == "<module>":
-            name = frame.f_globals.get("__name__")
-            if isinstance(name, str) and not name.startswith("importlib"):
-                found = name
-        tb = tb.tb_next
-    return found
 
 
 def installed_version(package: str) -> str:
@@ -284,7 +271,9 @@ def not_a_checkpoint(head: bytes) -> Optional[str]:
 def _read_state_dict(path: Path) -> Dict[str, torch.Tensor]:
     """Load ``path`` as a state dict: unwrap a ``state_dict`` key, strip ``module.`` prefixes."""
     if not path.is_file():
-        raise UserError(f"--weights {path} not found: check the path")
+        what = "not found: check the path" if not path.exists() else (
+            "is a folder, FIFO or device, not a checkpoint: give the file torch.save wrote")
+        raise UserError(f"--weights {path} {what}")
     with open(path, "rb") as handle:
         what = not_a_checkpoint(handle.read(SNIFF_BYTES))
     if what:

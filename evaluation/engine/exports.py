@@ -10,7 +10,7 @@ from typing import Dict, Sequence
 
 import numpy as np
 
-from imagenets.fileio import PathLike, atomic_path
+from imagenets.fileio import PathLike, archive_stream, atomic_path
 
 MATRIX_SUFFIXES = (".npz", ".csv")
 
@@ -27,7 +27,7 @@ def suffix_option(*suffixes: str):
 def write_npz(path: PathLike, **arrays) -> None:
     """``np.savez_compressed`` written atomically (a file object, so numpy adds no second suffix)."""
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
+        with archive_stream(tmp) as f:
             np.savez_compressed(f, **arrays)
 
 

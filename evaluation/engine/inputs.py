@@ -97,6 +97,9 @@ def prepare_pairs(mask_names: Iterable[str], gt_dir: Path, pred_dir: Path,
     """List the pairs of a split and run every check that needs no decoding."""
     check_directories(gt_dir, pred_dir)
     pairs = make_pairs(mask_names, gt_dir, pred_dir)
+    if not pairs:  # a subset list on purpose is fine; an empty one would give numbers of nothing
+        raise UserError("the validation list names no image: nothing to evaluate; point --meta-dir (or "
+                        "$IMAGENETS_META_DIR) at the official lists, or at a list of the images to evaluate")
     if limit is not None:
         pairs = pairs[:limit]
     check_present(pairs)

@@ -5,16 +5,17 @@ A match file is read once into a :class:`Match`; every user takes what it needs 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Union
+from typing import Dict, Mapping, Optional, Union
 
 import numpy as np
 
 from imagenets.codec import MAX_ID
 from imagenets.errors import UserError, warn
-from imagenets.fileio import PathLike, read_json, write_json_atomic, write_text_atomic
+from imagenets.fileio import JSON_MAX_BYTES, PathLike, read_at_most, read_json, write_json_atomic, write_text_atomic
 
 #: Value given to prediction ids a match does not cover: out of range for every subset.
 UNCOVERED = MAX_ID
@@ -120,8 +121,27 @@ def ties_path(match_path: PathLike) -> Path:
 def save_match(path: PathLike, assignment: Union[np.ndarray, Dict[int, int]],
                ties: Optional[Dict[str, object]] = None) -> Path:
     """Write a match file atomically, byte for byte as the original match.py writes it (one space of
-    indent, no final newline), and its tie report beside it when given; returns its path."""
-    write_text_atomic(path, json.dumps(match_to_json(assignment), indent=1))
+    indent, no final newline), and its tie report beside it when given (with the SHA-256 of the mapping's
+    bytes, so that a report beside a mapping replaced since is known for another's); returns its path."""
+    text = json.dumps(match_to_json(assignment), indent=1)
+    write_text_atomic(path, text)
     if ties is not None:
-        write_json_atomic(ties_path(path), ties)
+        write_json_atomic(ties_path(path), {**ties, TIES_OF: hashlib.sha256(text.encode("utf-8")).hexdigest()})
     return Path(path)
+
+
+#: The tie report's field naming the mapping it was written for (SHA-256 of the match file's bytes).
+TIES_OF = "match_sha256"
+
+
+def ties_belong(ties: Mapping[str, object], match_path: PathLike) -> bool:
+    """False when the tie report ``ties`` was written for another content of ``match_path`` (older reports,
+    without the field, are taken as they are)."""
+    recorded = ties.get(TIES_OF)
+    if recorded is None:
+        return True
+    try:
+        data = read_at_most(match_path, JSON_MAX_BYTES)
+    except OSError:
+        return False
+    return data is not None and hashlib.sha256(data).hexdigest() == recorded

@@ -13,7 +13,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from imagenets.idmaps import id_map_pairs, is_tensor
+from imagenets.errors import warn
+from imagenets.idmaps import check_has_values, id_map_pairs, is_tensor
 from imagenets.subsets import IGNORE
 
 from . import distributed
@@ -63,23 +64,51 @@ def _from_limbs(limbs: Any) -> int:
     return sum(int(v) << (_LIMB_BITS * i) for i, v in enumerate(limbs))
 
 
+#: The largest count a state may hold (int64).
+_COUNT_MAX = np.iinfo(np.int64).max
+
+
 def _integer(value: Any, what: str) -> int:
-    """A non-negative integer from a state dict (int, 0-d array or tensor)."""
-    value = value.item() if hasattr(value, "item") else value
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"state_dict {what!r} is {value!r}: a count (an integer >= 0) was expected")
+    """A count from a state dict: an int, or a 0-d (one-value) array or tensor, in 0..int64's largest."""
+    check_has_values(value, f"state_dict {what!r}")
+    if hasattr(value, "item"):
+        if getattr(value, "ndim", 0) != 0:
+            raise ValueError(f"state_dict {what!r} has shape {tuple(value.shape)}: one count was expected")
+        value = value.item()
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or not 0 <= value <= _COUNT_MAX:
+        raise ValueError(f"state_dict {what!r} is {value!r}: a count (an integer from 0 to {_COUNT_MAX}) "
+                         "was expected")
     return int(value)
 
 
 def _int64_array(value: Any, shape: tuple, what: str) -> np.ndarray:
-    """An int64 array of ``shape`` from a state dict (numpy array or tensor), values >= 0."""
+    """An int64 array of ``shape`` from a state dict (numpy array or tensor), values 0..int64's largest."""
+    check_has_values(value, f"state_dict {what!r}")
     array = value.detach().cpu().numpy() if is_tensor(value) else np.asarray(value)
     if array.shape != shape or array.dtype.kind not in "iu":
         raise ValueError(f"state_dict {what!r} is {array.dtype} {array.shape}: int64 {shape} was expected "
                          "(a state of another num_classes?)")
     if array.size and array.min() < 0:
         raise ValueError(f"state_dict {what!r} holds negative counts")
+    if array.size and array.max() > _COUNT_MAX:  # before the cast: uint64 would wrap to negative
+        raise ValueError(f"state_dict {what!r} holds counts above {_COUNT_MAX} (int64's largest)")
     return array.astype(np.int64)
+
+
+def _state_problem(counts: np.ndarray, scalars: Dict[str, int], f_sum: float) -> str:
+    """Why counts cannot come from images at all (an IoU or Acc above 100%, counts of no image...), as a
+    phrase; "" when they can. What ``load_state_dict`` refuses rather than compute from."""
+    images = scalars["images"]
+    if images == 0 and (counts.any() or any(scalars.values()) or f_sum):
+        return "counts but no image"
+    if scalars["correct"] > images or scalars["out_of_range_images"] > images or f_sum > images:
+        return f"more Acc-correct images, F-measure or out-of-range images than its {images} images"
+    for part, whole in ((_I, _P), (_I, _G), (_BI, _BP), (_BI, _BG), (_BI, _I), (_BP, _P), (_BG, _G)):
+        if (counts[:, part] > counts[:, whole]).any():
+            return f"more {STATS[part]} than {STATS[whole]} pixels in some class"
+    if (counts[1:] > counts[:1]).any():
+        return "more pixels in a size bucket than in all"
+    return ""
 
 
 #: Upper ends (percent) of the S, MS and ML buckets; above the last: L.
@@ -368,8 +397,13 @@ class SegmentationMetrics:
         counts = _int64_array(state["counts"], self.counts.shape, "counts")
         f_limbs = _int64_array(state["f_sum"], (_LIMBS,), "f_sum")
         scalars = {name: _integer(state[name], name) for name in _SCALARS}
+        f_exact = _from_limbs(f_limbs)
+        problem = _state_problem(counts, scalars, f_exact / (1 << _F_UNIT_BITS))
+        if problem:
+            raise ValueError(f"state_dict holds {problem}: it is not a state of this metric (edited or damaged?); "
+                             "pass what SegmentationMetrics.state_dict() gave")
         self.counts = counts
-        self._f_exact = _from_limbs(f_limbs)
+        self._f_exact = f_exact
         for name, value in scalars.items():
             setattr(self, name, value)
 
@@ -402,6 +436,8 @@ class SegmentationMetrics:
         torch.distributed (and ``sync_on_compute``) over every rank's images."""
         if self.sync_on_compute and distributed.active():
             return self.sync().compute()
+        if not self.images:  # e.g. an empty validation loader: the zeros below are of nothing
+            warn("SegmentationMetrics.compute() with no image added: every metric is 0 (call update() first)")
         batch = summarize(self.counts[None], self.images, np.array([self.correct]), np.array([self.f_sum]))
         result: Dict[str, object] = {key: float(values[0]) for key, values in batch.items()}
         if not self.boundaries:

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import ctypes
 import math
+import os
 import signal
 import sys
+import threading
+import time
 from collections import deque
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
@@ -74,6 +77,31 @@ def _worker_setup(work: Callable[[Sequence], object]) -> None:
     if "torch" in sys.modules:  # a job that uses torch: one thread per worker, the workers are the parallelism
         sys.modules["torch"].set_num_threads(1)
     keep_freed_memory()
+    watch_parent()
+
+
+#: How often a worker looks whether its main process is still there, and how long it then has to clean up
+#: (seconds).
+PARENT_POLL_S = 1.0
+PARENT_GRACE_S = 1.0
+
+
+def watch_parent() -> None:
+    """End this worker (as SIGTERM does: its temporaries go) once its main process is gone. A main process
+    killed outright (SIGKILL, the OOM killer) never shuts its pool down, and the workers would wait on
+    its queue forever, as orphans."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os.kill(os.getpid(), signal.SIGTERM)
+        # A worker blocked handing a result to the gone process catches the exit and blocks again
+        # (concurrent.futures sends the error back): after a grace period, end it outright.
+        time.sleep(PARENT_GRACE_S)
+        os._exit(128 + signal.SIGTERM)
+
+    threading.Thread(target=watch, name="imagenets-parent-watch", daemon=True).start()
 
 
 def _work_on(items: Sequence) -> Outcome:

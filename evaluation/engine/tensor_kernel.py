@@ -12,7 +12,7 @@ from typing import List, Optional
 import numpy as np
 import torch
 
-from imagenets.idmaps import check_pair_shapes, check_range, dtype_error
+from imagenets.idmaps import check_has_values, check_pair_shapes, check_range, dtype_error
 
 from .kernel import JointTable, boundary_width
 
@@ -49,6 +49,7 @@ def boundaries(ids: torch.Tensor, d: int) -> torch.Tensor:
 
 
 def _checked_ids(ids: torch.Tensor, what: str) -> torch.Tensor:
+    check_has_values(ids, what)
     if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
         raise dtype_error(what, ids.dtype)
     if ids.numel():

@@ -30,11 +30,20 @@ def add_report_arguments(parser: argparse.ArgumentParser, images: bool = True) -
                      "(sortable), size buckets and boundaries, confusions"
                      + (", the worst and best images" if images else ", the curve"))
     if images:
-        input_dir(group, "--images", default=None, metavar="DIR",
+        input_dir(group, "--images", default=None, metavar="DIR", implied=implied_images,
                   help="validation images for the report's pictures (default: the 'validation' "
                        "folder beside --gt-dir, when there)")
         group.add_argument("--report-pictures", type=integer(0, 1000), default=PICTURES, metavar="N",
                            help="how many of the worst and of the best images the report pictures")
+
+
+def implied_images(args: argparse.Namespace) -> Optional[Tuple[str, Path]]:
+    """The photos a report reads without ``--images`` (the folder beside ``--gt-dir``): an input folder
+    the guard keeps every output out of."""
+    if getattr(args, "report", None) is None or getattr(args, "gt_dir", None) is None:
+        return None
+    found = images_folder(args.gt_dir, None)
+    return ("--images (the validation folder beside --gt-dir)", found) if found is not None else None
 
 
 def check_report_arguments(args: argparse.Namespace) -> None:

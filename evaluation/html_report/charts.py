@@ -7,8 +7,9 @@ sorted values with its extremes named, not one bar per class).
 from __future__ import annotations
 
 import math
-from html import escape
 from typing import Dict, List, Optional, Sequence, Tuple
+
+from imagenets.names import shown_html as escape
 
 WIDTH, HEIGHT = 640, 280
 LEFT, RIGHT, TOP, BOTTOM = 48, 16, 36, 42

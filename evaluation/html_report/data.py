@@ -18,7 +18,7 @@ from imagenets.fileio import read_json
 from imagenets.metadata import Metadata
 from imagenets.subsets import OTHER, Subset
 
-from ..engine.matchfile import Match, ties_path
+from ..engine.matchfile import Match, ties_belong, ties_path
 from ..engine.report import OFFICIAL_LISTS
 from ..engine.metrics import SCOPES, STATS, ImageCounts, SegmentationMetrics, iou
 
@@ -198,7 +198,11 @@ def tie_report(match_path: Optional[str]) -> Optional[Dict[str, object]]:
         found = read_json(candidate, "tie report")
     except UserError:  # a report never fails over an unreadable side file
         return None
-    return {"file": str(candidate), **found} if isinstance(found, dict) else None
+    if not isinstance(found, dict):
+        return None
+    if not ties_belong(found, match_path):  # the mapping was replaced since (copied over, edited...)
+        return {"file": str(candidate), "not shown": "it was written for another content of the match file"}
+    return {"file": str(candidate), **found}
 
 
 def run_context(result: Dict[str, object], meta: Metadata) -> Dict[str, object]:

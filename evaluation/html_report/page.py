@@ -4,8 +4,9 @@ data: URI thumbnails; nothing is fetched from elsewhere."""
 from __future__ import annotations
 
 import math
-from html import escape
 from typing import Dict, List, Optional, Sequence, Tuple
+
+from imagenets.names import shown_html as escape
 
 from ..engine.metrics import SUMMARY_KEYS
 from ..engine.report import OFFICIAL_LISTS

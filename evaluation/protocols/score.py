@@ -12,14 +12,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Dict, Iterator, Optional, Sequence
 
 from imagenets.cli import (Command, add_device_argument, add_meta_argument, add_mode_argument,
                            add_quiet_argument, add_workers_argument)
 from imagenets.errors import UserError, warn
-from imagenets.fileio import parse_json
+from imagenets.fileio import parse_json, temporary_folder
 from imagenets.names import shown
 from imagenets.flags import input_dir, input_file, integer, output_file
 from imagenets.metadata import Metadata, load_metadata
@@ -115,8 +114,7 @@ def score_submission(zip_path: Path, gt_dir: Path, subset: Subset, meta: Metadat
         listing = check_entries(entries, masks, meta, subset, split)
         listing.refuse(refusal, "; ".join(([listing.hint] if listing.hint else [])
                                           + [f"nothing was extracted; {REBUILD}"]))
-        with tempfile.TemporaryDirectory(prefix="imagenets-score-") as tmp, entries_named(Path(tmp), zip_path):
-            root = Path(tmp)
+        with temporary_folder("imagenets-score-", quiet) as root, entries_named(root, zip_path):
             extract_entries(archive, entries, root, zip_path, max_size, fix=REBUILD, quiet=quiet)
             report = CheckReport()
             fields = read_method(root, report, str(zip_path))

@@ -18,7 +18,7 @@ from typing import Dict, Optional, Sequence
 
 from imagenets.cli import Command, add_meta_argument, add_mode_argument, add_quiet_argument, add_workers_argument
 from imagenets.errors import UserError, first_few, info, warn
-from imagenets.fileio import atomic_path, read_json, write_json_atomic
+from imagenets.fileio import archive_stream, atomic_path, read_json, write_json_atomic
 from imagenets.flags import Declared, input_dir, input_file, output_file
 from imagenets.metadata import Metadata, load_metadata
 from imagenets.progress import progress
@@ -67,8 +67,8 @@ def write_submission_zip(output: Path, predict_dir: Path, masks: Sequence[str], 
                          match_obj: Optional[Dict[str, int]] = None, quiet: bool = False) -> None:
     """The official shape: folder entries, method.txt, match.json (if any), the PNGs; written under a
     temporary name then renamed."""
-    with atomic_path(output) as tmp:
-        with zipfile.ZipFile(tmp, "w", allowZip64=True) as archive:
+    with atomic_path(output) as tmp, archive_stream(tmp) as stream:
+        with zipfile.ZipFile(stream, "w", allowZip64=True) as archive:
             for folder in zip_folders(masks):
                 archive.write(predict_dir / folder, folder + "/")
             archive.writestr(METHOD_FILE, method, compress_type=zipfile.ZIP_DEFLATED)

@@ -341,7 +341,9 @@ def _make(items: Sequence[Item], maker: _Maker, workers: int, quiet: bool,
                 yield from entries
                 bar.update(len(chunk))
         else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            from ..evaluation.engine.parallel import watch_parent  # the demo sits above the engine
+
+            with ProcessPoolExecutor(max_workers=workers, initializer=watch_parent) as pool:
                 for chunk, entries in zip(chunks, pool.map(maker, chunks)):
                     yield from entries
                     bar.update(len(chunk))
