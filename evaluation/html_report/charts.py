@@ -180,10 +180,12 @@ def bucket_chart(groups: Sequence[Tuple[str, Optional[float], Optional[float]]],
                 frame.parts.append(f'<text x="{x + w / 2:.1f}" y="{TOP + frame.ph - 4}" text-anchor="middle">n/a</text>')
                 continue
             y = frame.y(v)
+            whisker = ci is not None and ci[0] is not None and ci[1] is not None
+            label_y = min(y, frame.y(ci[1])) if whisker else y  # the value sits above its interval, not on it
             frame.parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{TOP + frame.ph - y:.1f}" '
-                               f'fill="{colour}"/><text x="{x + w / 2:.1f}" y="{y - 3:.1f}" '
+                               f'fill="{colour}"/><text x="{x + w / 2:.1f}" y="{max(label_y - 3, TOP - 2):.1f}" '
                                f'text-anchor="middle">{v:.1f}</text>')
-            if ci and ci[0] is not None and ci[1] is not None:
+            if whisker:
                 lo, hi, mid = frame.y(ci[0]), frame.y(ci[1]), x + w / 2
                 frame.parts.append(f'<path class="ci" d="M{mid:.1f} {lo:.1f}V{hi:.1f}M{mid - 4:.1f} {lo:.1f}'
                                    f'h8M{mid - 4:.1f} {hi:.1f}h8"/>')
